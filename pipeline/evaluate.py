@@ -1,0 +1,60 @@
+"""evaluate@<instance>: metrics and figures of one trained instance on the test set."""
+
+import shutil
+from pathlib import Path
+
+from genmodels.config import load_params
+from genmodels.data.prepared import load_prepared
+from genmodels.io import write_json
+from genmodels.models import data_info, load_trained
+from genmodels.stage import run_stage
+from genmodels.tracking import stage_run
+from genmodels.training import EvalContext
+from genmodels.training.runtime import seed_everything, select_device, set_threads
+
+
+def main(args) -> None:
+    params = load_params(args.params)
+    model = params.model(args.instance)
+    settings = params.evaluate
+    set_threads(params.train.num_threads)
+    seed_everything(settings.seed)
+    device = select_device(params.train.device)
+    data = load_prepared(params.data.prepared_dir)
+    info = data_info(data)
+    recipe = load_trained(model, args.instance, info, device)
+
+    figures_dir = Path("reports/figures") / args.instance
+    shutil.rmtree(figures_dir, ignore_errors=True)  # no stale figures from another config
+    figures_dir.mkdir(parents=True)
+    ctx = EvalContext(
+        train_images=data.train_images,
+        train_labels=data.train_labels,
+        test_images=data.test_images,
+        test_labels=data.test_labels,
+        figures_dir=figures_dir,
+        batch_size=settings.batch_size,
+        n_grid=settings.n_grid,
+        ssim_window=settings.ssim_window,
+        ssim_sigma=settings.ssim_sigma,
+        seed=settings.seed,
+        device=device,
+    )
+    logged = {"evaluate": settings.model_dump(mode="json"), "model": model.model_dump(mode="json")}
+    tags = {"instance": args.instance, "family": model.family}
+    with stage_run(f"evaluate@{args.instance}", info.dataset, logged, tags=tags) as run:
+        result = recipe.evaluate(ctx)
+        metrics = {"instance": args.instance, "family": model.family, **result.metrics}
+        write_json(Path("metrics/eval") / f"{args.instance}.json", metrics)
+        index = {caption: path.name for caption, path in result.figures.items()}
+        write_json(figures_dir / "figures.json", index)
+        run.log_metrics(result.metrics)
+        run.log_artifacts(figures_dir, artifact_path="figures")
+
+
+if __name__ == "__main__":
+    run_stage(
+        main,
+        "Evaluate one trained model instance",
+        lambda p: p.add_argument("--instance", required=True, help="a key of models: in params"),
+    )

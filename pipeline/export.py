@@ -1,0 +1,54 @@
+"""export@<instance>: ONNX graphs of an instance's decoders/generators, checked in onnxruntime."""
+
+import sys
+from pathlib import Path
+
+import torch
+
+from genmodels.config import load_params
+from genmodels.data.prepared import load_prepared
+from genmodels.export import ParityError, export_and_check
+from genmodels.io import write_json
+from genmodels.models import data_info, load_trained
+from genmodels.stage import run_stage
+from genmodels.tracking import stage_run
+from genmodels.training.runtime import seed_everything
+
+
+def main(args) -> None:
+    params = load_params(args.params)
+    model = params.model(args.instance)
+    settings = params.export
+    seed_everything(params.train.seed)
+    data = load_prepared(params.data.prepared_dir)
+    info = data_info(data)
+    # ONNX graphs are traced on the CPU, whatever device trained them
+    recipe = load_trained(model, args.instance, info, torch.device("cpu"))
+    real = data.test_images[: settings.n_parity].float() / 255.0
+    out_dir = Path(settings.dir) / args.instance
+
+    logged = {"export": settings.model_dump(mode="json"), "model": model.model_dump(mode="json")}
+    tags = {"instance": args.instance, "family": model.family}
+    with stage_run(f"export@{args.instance}", info.dataset, logged, tags=tags) as run:
+        failure = None
+        try:
+            report = export_and_check(
+                recipe.exportables(real), out_dir, settings.opset, settings.atol, real_batch=64
+            )
+        except ParityError as exc:
+            failure, report = exc, exc.report
+        write_json(Path("metrics/export") / f"{args.instance}.json", report)
+        run.log_metrics({name: {"max_abs_diff": r["max_abs_diff"]} for name, r in report.items()})
+        if failure is None:
+            run.log_artifacts(out_dir, artifact_path="onnx")
+    if failure is not None:
+        print(f"error: {failure}", file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    run_stage(
+        main,
+        "Export one trained instance to ONNX and check parity",
+        lambda p: p.add_argument("--instance", required=True, help="a key of models: in params"),
+    )

@@ -1,0 +1,29 @@
+"""report: reports/evaluation.md from every instance's metrics/eval/<instance>.json."""
+
+from pathlib import Path
+
+from genmodels.config import load_params
+from genmodels.io import write_text
+from genmodels.report import load_evaluations, render, tables
+from genmodels.stage import run_stage
+from genmodels.tracking import stage_run
+
+REPORT = Path("reports/evaluation.md")
+
+
+def main(args) -> None:
+    params = load_params(args.params)
+    evals = load_evaluations(params.models, Path("metrics/eval"))
+    if not args.print_only:
+        write_text(REPORT, render(evals, Path("reports/figures"), REPORT.parent))
+        with stage_run("report", params.data.name, {"instances": list(evals)}) as run:
+            run.log_artifact(REPORT)
+    print(tables(evals))
+
+
+if __name__ == "__main__":
+    run_stage(
+        main,
+        "Write reports/evaluation.md and print its tables",
+        lambda p: p.add_argument("--print-only", action="store_true", help="print, write nothing"),
+    )

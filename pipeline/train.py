@@ -1,0 +1,55 @@
+"""train@<instance>: trains one model instance with the Trainer; resumes from its checkpoint."""
+
+import hashlib
+import json
+
+from genmodels.config import load_params, section_dict
+from genmodels.data.prepared import load_prepared
+from genmodels.models import build_recipe, data_info
+from genmodels.stage import run_stage
+from genmodels.tracking import stage_run
+from genmodels.training import Budget, Trainer, TrainOutputs
+from genmodels.training.runtime import seed_everything, select_device, set_threads
+
+
+def main(args) -> None:
+    params = load_params(args.params)
+    model = params.model(args.instance)
+    set_threads(params.train.num_threads)
+    seed_everything(params.train.seed)
+    device = select_device(params.train.device)
+    data = load_prepared(params.data.prepared_dir)
+    info = data_info(data)
+    recipe = build_recipe(model, info, device)
+
+    logged = {"train": section_dict(params, "train"), "model": model.model_dump(mode="json")}
+    # everything that changes the numbers; a checkpoint from anything else is not resumed
+    identity = {**logged, "data": data.manifest.get("source"), "counts": len(data.train_images)}
+    identity["train"] = {k: v for k, v in identity["train"].items() if k != "progress"}
+    fingerprint = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
+
+    def open_run(run_id):
+        tags = {"instance": args.instance, "family": model.family, "device": str(device)}
+        return stage_run(f"train@{args.instance}", info.dataset, logged, run_id=run_id, tags=tags)
+
+    trainer = Trainer(
+        recipe,
+        data.train_images,
+        data.train_labels,
+        budget=Budget(epochs=model.epochs, steps=model.steps),
+        batch_size=model.batch_size,
+        settings=params.train,
+        outputs=TrainOutputs.for_instance(args.instance, params.train.checkpoint_dir),
+        fingerprint=fingerprint,
+        open_run=open_run,
+        name=f"train@{args.instance}",
+    )
+    trainer.fit()
+
+
+if __name__ == "__main__":
+    run_stage(
+        main,
+        "Train one model instance from params.yaml",
+        lambda p: p.add_argument("--instance", required=True, help="a key of models: in params"),
+    )

@@ -1,0 +1,1 @@
+"""genmodels: classic generative models as a DVC + MLflow pipeline."""

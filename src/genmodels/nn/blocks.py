@@ -1,0 +1,70 @@
+"""Encoder and decoder stacks shared by the autoencoder and VAE families (28x28 inputs)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from torch import nn
+
+
+def mlp_encoder(image_shape: Sequence[int], hidden: Sequence[int], out_features: int) -> nn.Module:
+    c, h, w = image_shape
+    layers: list[nn.Module] = [nn.Flatten()]
+    width = c * h * w
+    for size in hidden:
+        layers += [nn.Linear(width, size), nn.ReLU()]
+        width = size
+    layers.append(nn.Linear(width, out_features))
+    return nn.Sequential(*layers)
+
+
+def mlp_decoder(in_features: int, hidden: Sequence[int], image_shape: Sequence[int]) -> nn.Module:
+    """Mirror of mlp_encoder; ends in a sigmoid so pixels are in [0, 1]."""
+    c, h, w = image_shape
+    layers: list[nn.Module] = []
+    width = in_features
+    for size in reversed(hidden):
+        layers += [nn.Linear(width, size), nn.ReLU()]
+        width = size
+    layers += [nn.Linear(width, c * h * w), nn.Sigmoid(), nn.Unflatten(1, (c, h, w))]
+    return nn.Sequential(*layers)
+
+
+def _check_conv_shape(image_shape: Sequence[int], channels: Sequence[int]) -> tuple[int, int, int]:
+    c, h, w = image_shape
+    factor = 2 ** len(channels)
+    if h % factor or w % factor:
+        raise ValueError(f"image {h}x{w} is not divisible by 2^{len(channels)} for the conv stack")
+    return c, h // factor, w // factor
+
+
+def conv_encoder(
+    image_shape: Sequence[int], channels: Sequence[int], out_features: int
+) -> nn.Module:
+    """Stride-2 convolutions (28 -> 14 -> 7), then a linear head."""
+    in_ch, h, w = _check_conv_shape(image_shape, channels)
+    layers: list[nn.Module] = []
+    for ch in channels:
+        layers += [nn.Conv2d(in_ch, ch, 4, stride=2, padding=1), nn.BatchNorm2d(ch), nn.ReLU()]
+        in_ch = ch
+    layers += [nn.Flatten(), nn.Linear(in_ch * h * w, out_features)]
+    return nn.Sequential(*layers)
+
+
+def conv_decoder(
+    in_features: int, channels: Sequence[int], image_shape: Sequence[int]
+) -> nn.Module:
+    """Mirror of conv_encoder with transposed convolutions; ends in a sigmoid."""
+    out_ch, h, w = _check_conv_shape(image_shape, channels)
+    top = channels[-1]
+    layers: list[nn.Module] = [
+        nn.Linear(in_features, top * h * w),
+        nn.ReLU(),
+        nn.Unflatten(1, (top, h, w)),
+    ]
+    in_ch = top
+    for ch in reversed(channels[:-1]):
+        layers += [nn.ConvTranspose2d(in_ch, ch, 4, 2, 1), nn.BatchNorm2d(ch), nn.ReLU()]
+        in_ch = ch
+    layers += [nn.ConvTranspose2d(in_ch, out_ch, 4, 2, 1), nn.Sigmoid()]
+    return nn.Sequential(*layers)

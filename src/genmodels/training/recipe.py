@@ -1,0 +1,126 @@
+"""The one contract between a model family and the pipeline: the Recipe.
+
+A family file in genmodels/models/ subclasses Recipe; the Trainer, the evaluate stage and the
+export stage drive it without knowing which model it is.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor, nn
+
+
+@dataclass(frozen=True)
+class DataInfo:
+    """What a recipe needs to know about the prepared data to build its modules."""
+
+    dataset: str
+    image_shape: tuple[int, int, int]  # C, H, W
+    num_classes: int
+
+
+@dataclass
+class Batch:
+    images: Tensor  # float32 in [0, 1], NCHW, on the training device
+    labels: Tensor  # int64 class labels
+
+
+@dataclass
+class Exportable:
+    """A part of a model that becomes one ONNX graph (a decoder, a generator, ...)."""
+
+    name: str
+    module: nn.Module
+    example_inputs: tuple[Tensor, ...]
+    input_names: list[str]
+    output_names: list[str]
+    # input name -> {axis index: symbolic dim name}; the batch axis at least
+    dynamic_axes: dict[str, dict[int, str]]
+    doc: str = ""
+    metadata: dict[str, str] = field(default_factory=dict)
+    # inputs built from real test data, checked for parity besides random ones
+    real_inputs: tuple[Tensor, ...] | None = None
+
+
+@dataclass
+class EvalContext:
+    """What the evaluate stage hands to a recipe: data, settings and where figures go."""
+
+    train_images: Tensor  # uint8 NCHW on CPU
+    train_labels: Tensor
+    test_images: Tensor
+    test_labels: Tensor
+    figures_dir: Path
+    batch_size: int
+    n_grid: int
+    ssim_window: int
+    ssim_sigma: float
+    seed: int
+    device: torch.device
+
+
+@dataclass
+class EvalResult:
+    metrics: dict[str, Any]
+    figures: dict[str, Path]  # caption -> PNG path
+    table: dict[str, float] = field(default_factory=dict)  # headline numbers for the report
+
+
+class Recipe(ABC):
+    """A model family: its modules, optimizers, one training step, evaluation and exports."""
+
+    family: ClassVar[str]
+
+    def __init__(self, params: Any, data: DataInfo, device: torch.device):
+        self.params = params
+        self.data = data
+        self.device = device
+
+    @abstractmethod
+    def modules(self) -> dict[str, nn.Module]:
+        """Every trainable network by name; the Trainer checkpoints them all."""
+
+    @abstractmethod
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        """One or several; a recipe with several alternates them in training_step."""
+
+    def schedulers(self) -> dict[str, Any]:
+        return {}
+
+    @abstractmethod
+    def training_step(self, batch: Batch, step: int) -> dict[str, float]:
+        """Forward, backward and optimizer steps for one batch; returns numbers to log."""
+
+    def end_of_epoch(self, epoch: int) -> None:  # noqa: B027 - optional hook
+        """Called after each full epoch (schedulers, sample grids)."""
+
+    @abstractmethod
+    def evaluate(self, ctx: EvalContext) -> EvalResult:
+        """Metrics and figures on the test set."""
+
+    @abstractmethod
+    def exportables(self, real_images: Tensor | None = None) -> list[Exportable]:
+        """The parts that become ONNX graphs; `real_images` (float, [0, 1]) give real inputs."""
+
+    def extra_state(self) -> dict[str, Any]:
+        """Non-module state to checkpoint (buffers such as an image history)."""
+        return {}
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:  # noqa: B027 - optional hook
+        pass
+
+    def train(self, mode: bool = True) -> None:
+        for module in self.modules().values():
+            module.train(mode)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {name: m.state_dict() for name, m in self.modules().items()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for name, module in self.modules().items():
+            module.load_state_dict(state[name])

@@ -1,0 +1,41 @@
+"""Helpers the tests share: the repo root and stage workspaces in temporary folders."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def workspace(tmp: Path, params: dict, prepared_dir: Path | None = None) -> Path:
+    """A folder with params.yaml (and prepared data) in which pipeline scripts can run."""
+    tmp.mkdir(parents=True, exist_ok=True)
+    (tmp / "params.yaml").write_text(yaml.safe_dump(params))
+    if prepared_dir is not None:
+        shutil.copytree(prepared_dir, tmp / "data" / "prepared")
+    return tmp
+
+
+def stage_env(tmp: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp / 'mlflow.db'}"
+    return env
+
+
+def run_script(
+    script: str, tmp: Path, *args: str, timeout: int = 300
+) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(REPO / "pipeline" / script), *args],
+        cwd=tmp,
+        env=stage_env(tmp),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )

@@ -1,0 +1,183 @@
+"""The Trainer on real recipes: a two-player game, determinism, and resume after a kill."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from genmodels.config import AutoencoderParams, TrainParams
+from genmodels.models import build_recipe, data_info
+from genmodels.training import Budget, DataInfo, Recipe, Trainer, TrainOutputs
+from genmodels.training.runtime import seed_everything
+from helpers import REPO, run_script, stage_env, workspace
+
+
+class MeanMatchingGame(Recipe):
+    """A tiny GAN: D tells real 4x4 images from G's; G must learn their brightness."""
+
+    family = "test_game"
+
+    def __init__(self, data: DataInfo):
+        super().__init__(None, data, torch.device("cpu"))
+        self.generator = nn.Sequential(nn.Linear(4, 16), nn.Sigmoid(), nn.Unflatten(1, (1, 4, 4)))
+        self.discriminator = nn.Sequential(
+            nn.Flatten(), nn.Linear(16, 16), nn.LeakyReLU(0.2), nn.Linear(16, 1)
+        )
+        self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=5e-3, betas=(0.5, 0.999))
+        self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=5e-3, betas=(0.5, 0.999))
+
+    def modules(self):
+        return {"generator": self.generator, "discriminator": self.discriminator}
+
+    def optimizers(self):
+        return {"generator": self.opt_g, "discriminator": self.opt_d}
+
+    def training_step(self, batch, step):
+        real = batch.images
+        fake = self.generator(torch.randn(len(real), 4))
+        real_logits, fake_logits = self.discriminator(real), self.discriminator(fake.detach())
+        d_loss = F.binary_cross_entropy_with_logits(real_logits, torch.ones_like(real_logits))
+        d_loss = d_loss + F.binary_cross_entropy_with_logits(
+            fake_logits, torch.zeros_like(fake_logits)
+        )
+        self.opt_d.zero_grad()
+        d_loss.backward()
+        self.opt_d.step()
+        logits = self.discriminator(fake)
+        g_loss = F.binary_cross_entropy_with_logits(logits, torch.ones_like(logits))
+        self.opt_g.zero_grad()
+        g_loss.backward()
+        self.opt_g.step()
+        return {"d_loss": d_loss.detach(), "g_loss": g_loss.detach()}
+
+    def evaluate(self, ctx):
+        raise NotImplementedError
+
+    def exportables(self, real_images=None):
+        return []
+
+
+def outputs_in(tmp_path, name="m") -> TrainOutputs:
+    return TrainOutputs.for_instance(name, "checkpoints", root=tmp_path)
+
+
+def test_two_player_recipe_alternates_and_learns(tmp_path):
+    seed_everything(0)
+    real = (200 + torch.randint(-20, 20, (512, 1, 4, 4))).to(torch.uint8)  # mean ~0.78
+    game = MeanMatchingGame(DataInfo("toy", (1, 4, 4), 10))
+    with torch.no_grad():
+        before = game.generator(torch.randn(256, 4)).mean().item()
+    trainer = Trainer(
+        game, real, torch.zeros(512, dtype=torch.long), budget=Budget(epochs=40), batch_size=64,
+        settings=TrainParams(log_every=20, progress="log"), outputs=outputs_in(tmp_path), fingerprint="x",
+    )  # fmt: skip
+    final = trainer.fit()
+    with torch.no_grad():
+        after = game.generator(torch.randn(256, 4)).mean().item()
+    target = real.float().mean().item() / 255
+    assert abs(before - target) > 0.2
+    assert abs(after - target) < 0.05
+    # both players took every step
+    assert (
+        game.opt_d.state_dict()["state"][0]["step"]
+        == game.opt_g.state_dict()["state"][0]["step"]
+        == 320
+    )
+    assert {"d_loss", "g_loss", "steps"} <= set(final)
+    header = outputs_in(tmp_path).plots.read_text().splitlines()[0].split(",")
+    assert header == ["step", "epoch", "d_loss", "g_loss"]
+    saved = torch.load(outputs_in(tmp_path).weights, weights_only=True)
+    assert set(saved) == {"generator", "discriminator"}
+
+
+def train_ae(prepared, tmp_path, steps=40) -> tuple[dict, dict]:
+    seed_everything(0)
+    params = AutoencoderParams(
+        family="autoencoder",
+        arch="conv",
+        channels=[8, 16],
+        latent_dim=4,
+        steps=steps,
+        batch_size=32,
+    )
+    recipe = build_recipe(params, data_info(prepared), torch.device("cpu"))
+    trainer = Trainer(
+        recipe, prepared.train_images, prepared.train_labels, budget=Budget(steps=steps),
+        batch_size=32, settings=TrainParams(log_every=10, checkpoint_every=15, progress="log"),
+        outputs=outputs_in(tmp_path), fingerprint="ae",
+    )  # fmt: skip
+    return trainer.fit(), recipe.state_dict()
+
+
+def test_same_params_same_numbers_on_cpu(digits_prepared, tmp_path):
+    first, weights_a = train_ae(digits_prepared, tmp_path / "a")
+    second, weights_b = train_ae(digits_prepared, tmp_path / "b")
+    assert first["loss"] == second["loss"]
+    assert (tmp_path / "a/plots/train/m.csv").read_text() == (
+        tmp_path / "b/plots/train/m.csv"
+    ).read_text()
+    for name in weights_a:
+        for key, tensor in weights_a[name].items():
+            assert torch.equal(tensor, weights_b[name][key]), f"{name}.{key} differs"
+    assert not (tmp_path / "a/checkpoints/m/last.pt").exists()  # removed once training ends
+
+
+def test_a_checkpoint_from_other_params_is_not_resumed(digits_prepared, tmp_path):
+    ckpt = outputs_in(tmp_path).checkpoint
+    ckpt.parent.mkdir(parents=True)
+    torch.save({"fingerprint": "something else"}, ckpt)
+    final, _ = train_ae(digits_prepared, tmp_path, steps=10)
+    assert final["steps"] == 10
+
+
+TOTAL = 400  # steps; 1437 digits / batch 64 = 22 per epoch, so checkpoints fall mid-epoch
+RESUME_PARAMS = {
+    "train": {"seed": 3, "log_every": 5, "checkpoint_every": 7, "progress": "log", "num_threads": 1},
+    "models": {
+        "ae": {
+            "family": "autoencoder", "arch": "conv", "channels": [8, 16], "latent_dim": 8,
+            "steps": TOTAL, "batch_size": 64,
+        }
+    },
+}  # fmt: skip
+
+
+def test_killed_training_resumes_to_the_same_result(digits_dir, tmp_path):
+    plain = workspace(tmp_path / "plain", RESUME_PARAMS, digits_dir)
+    done = run_script("train.py", plain, "--instance", "ae")
+    assert done.returncode == 0, done.stderr
+
+    killed = workspace(tmp_path / "killed", RESUME_PARAMS, digits_dir)
+    checkpoint = killed / "checkpoints" / "ae" / "last.pt"
+    proc = subprocess.Popen(
+        [sys.executable, str(REPO / "pipeline" / "train.py"), "--instance", "ae"],
+        cwd=killed, env=stage_env(killed), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    deadline = time.monotonic() + 180
+    while not checkpoint.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "training ended before it could be killed"
+    step = torch.load(checkpoint, weights_only=True)["trainer"]["step"]
+    assert 0 < step < TOTAL
+    assert not (killed / "models" / "ae" / "model.pt").exists()
+
+    resumed = run_script("train.py", killed, "--instance", "ae")
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"resuming train@ae from checkpoint at step {step}/{TOTAL}" in resumed.stderr
+    assert (plain / "metrics/train/ae.json").exists()
+    a = json.loads((plain / "metrics/train/ae.json").read_text())
+    b = json.loads((killed / "metrics/train/ae.json").read_text())
+    assert a["loss"] == b["loss"] and a["steps"] == b["steps"] == TOTAL
+    assert (plain / "plots/train/ae.csv").read_text() == (killed / "plots/train/ae.csv").read_text()
+    wa = torch.load(plain / "models/ae/model.pt", weights_only=True)
+    wb = torch.load(killed / "models/ae/model.pt", weights_only=True)
+    assert all(torch.equal(wa["decoder"][k], wb["decoder"][k]) for k in wa["decoder"])
