@@ -19,7 +19,8 @@ setup: $(if $(findstring .tools/bin/uv,$(UV)),.tools/bin/uv) dataset  ## uv (if 
 
 # Offline machines: the Debian package holds the real Fashion-MNIST IDX files.
 dataset:
-	@if ls data/raw/fashion_mnist/train-images-idx3-ubyte* $(DATASET_DIR)/train-images-idx3-ubyte* >/dev/null 2>&1; then \
+	@if ls $(DATASET_DIR)/train-images-idx3-ubyte* >/dev/null 2>&1 || \
+	    ls data/raw/fashion_mnist/train-images-idx3-ubyte* >/dev/null 2>&1; then \
 	  :; \
 	elif [ "$$(id -u)" = 0 ] && [ -f /etc/debian_version ] && command -v apt-get >/dev/null; then \
 	  echo "installing Debian's dataset-fashion-mnist (Fashion-MNIST IDX files)"; \

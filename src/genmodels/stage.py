@@ -10,6 +10,8 @@ from collections.abc import Callable
 from genmodels.errors import UserError
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+# libraries that narrate their internals at INFO
+QUIET_LOGGERS = ("onnxscript", "onnx_ir", "alembic", "mlflow.store.db.utils")
 
 
 def run_stage(
@@ -24,6 +26,8 @@ def run_stage(
         add_args(parser)
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
     try:
         main(args)
     except UserError as exc:

@@ -7,7 +7,6 @@ One experiment per dataset; one run per stage execution.
 
 from __future__ import annotations
 
-import logging
 import os
 import subprocess
 from collections.abc import Iterator, Mapping
@@ -17,8 +16,6 @@ from typing import Any
 
 import mlflow
 from mlflow.tracking import MlflowClient
-
-log = logging.getLogger(__name__)
 
 
 def repo_root() -> Path:
@@ -36,8 +33,6 @@ def tracking_uri(root: Path | None = None) -> str:
 
 
 def configure(root: Path | None = None) -> str:
-    # mlflow's alembic migrations log at INFO on every new sqlite store
-    logging.getLogger("alembic").setLevel(logging.WARNING)
     uri = tracking_uri(root)
     mlflow.set_tracking_uri(uri)
     return uri

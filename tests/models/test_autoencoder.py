@@ -5,7 +5,7 @@ from genmodels.config import AutoencoderParams
 from genmodels.export import check_parity, export_onnx
 from genmodels.models import build_recipe, data_info
 from genmodels.models.autoencoder import pca_reconstruct, reconstruction_loss
-from genmodels.training import Batch
+from genmodels.training import Batch, EvalContext
 
 
 @pytest.mark.parametrize("arch", ["mlp", "conv"])
@@ -61,3 +61,25 @@ def test_encoder_and_decoder_export_with_parity(digits_prepared, tmp_path):
     for part in (encoder, decoder):
         path = export_onnx(part, tmp_path / f"{part.name}.onnx", opset=18)
         assert check_parity(part, path, [part.real_inputs, (part.example_inputs[0][:1],)]) < 1e-4
+
+
+def test_evaluate_compares_with_pca_and_draws_the_latent_plane(digits_prepared, tmp_path):
+    params = AutoencoderParams(
+        family="autoencoder", arch="mlp", latent_dim=2, hidden_dims=[32], epochs=1
+    )
+    recipe = build_recipe(params, data_info(digits_prepared), torch.device("cpu"))
+    ctx = EvalContext(
+        train_images=digits_prepared.train_images, train_labels=digits_prepared.train_labels,
+        test_images=digits_prepared.test_images, test_labels=digits_prepared.test_labels,
+        figures_dir=tmp_path, batch_size=100, n_grid=8, ssim_window=7, ssim_sigma=1.5, seed=0,
+        device=torch.device("cpu"),
+    )  # fmt: skip
+    result = recipe.evaluate(ctx)
+    assert result.metrics["latent_dim"] == 2 and result.metrics["n_test"] == len(
+        digits_prepared.test_images
+    )
+    assert set(result.metrics["pca"]) == {"mse", "psnr", "ssim"}
+    # an untrained AE is far worse than PCA; the comparison must show it
+    assert result.metrics["mse"] > result.metrics["pca"]["mse"]
+    assert {p.name for p in result.figures.values()} == {"reconstructions.png", "latent.png"}
+    assert all(p.read_bytes()[:4] == b"\x89PNG" for p in result.figures.values())

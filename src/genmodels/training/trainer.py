@@ -66,6 +66,9 @@ class _NoRun:
     def log_metrics(self, metrics, step=None) -> None:
         pass
 
+    def log_artifact(self, path, artifact_path=None) -> None:
+        pass
+
 
 class Trainer:
     def __init__(
@@ -219,6 +222,8 @@ class Trainer:
             final = self._final_metrics(state, elapsed)
             run.log_metrics({f"final_{k}": v for k, v in final.items()})
             self._write_outputs(state, final)
+            run.log_artifact(self.outputs.plots)
+            run.log_artifact(self.outputs.metrics)
         self.outputs.checkpoint.unlink(missing_ok=True)
         return final
 
