@@ -4,7 +4,7 @@ import sys
 import pytest
 import yaml
 
-from genmodels.config import AutoencoderParams, load_params, parse_params
+from genmodels.config import AutoencoderParams, VAEParams, load_params, parse_params
 from genmodels.errors import UserError
 from helpers import REPO
 
@@ -13,7 +13,9 @@ MINIMAL = {"models": {"ae": {"family": "autoencoder", "epochs": 1}}}
 
 def test_repository_params_are_valid():
     params = load_params(REPO / "params.yaml")
-    assert isinstance(params.models["ae"], AutoencoderParams)
+    assert isinstance(params.models["ae_k32"], AutoencoderParams)
+    assert isinstance(params.models["vae_lecture"], VAEParams)
+    assert params.models["ae_sparse"].sparsity.kind == "l1"
     assert params.data.name == "fashion_mnist"
 
 

@@ -54,20 +54,89 @@ class ModelBase(Strict):
         return self
 
 
+Channels = Annotated[list[Annotated[int, Field(gt=0)]], Field(min_length=1, max_length=2)]
+Hidden = Annotated[list[Annotated[int, Field(gt=0)]], Field(min_length=1)]
+
+
+class SparsityParams(Strict):
+    """A penalty on the code activations (lecture 2.1, sparse autoencoder)."""
+
+    kind: Literal["none", "l1", "kl"] = "none"
+    weight: Annotated[float, Field(ge=0)] = 1e-3
+    rho: Annotated[float, Field(gt=0, lt=1)] = 0.05  # kl: the target mean activation
+
+
+class NoiseParams(Strict):
+    """Corruption of the input, drawn afresh for every batch (denoising autoencoder)."""
+
+    kind: Literal["none", "gaussian", "mask"] = "none"
+    level: Annotated[float, Field(ge=0, lt=1)] = 0.3  # gaussian: sigma; mask: fraction dropped
+
+
 class AutoencoderParams(ModelBase):
     family: Literal["autoencoder"]
     arch: Literal["mlp", "conv"] = "conv"
     latent_dim: Annotated[int, Field(gt=0, le=784)] = 32
-    hidden_dims: list[Annotated[int, Field(gt=0)]] = Field(default=[512, 256], min_length=1)
-    channels: list[Annotated[int, Field(gt=0)]] = Field(
-        default=[32, 64], min_length=1, max_length=2
-    )
+    hidden_dims: Hidden = [512, 256]
+    channels: Channels = [32, 64]
     loss: Literal["mse", "bce"] = "mse"
+    code_activation: Literal["linear", "relu", "sigmoid"] = "linear"
+    sparsity: SparsityParams = SparsityParams()
+    noise: NoiseParams = NoiseParams()
+    # evaluation: a code unit with |activation| below this counts as silent
+    sparsity_threshold: Annotated[float, Field(gt=0)] = 0.05
+    # evaluation of a denoising instance: noise levels of its own kind
+    eval_noise_levels: Annotated[list[Annotated[float, Field(ge=0, lt=1)]], Field(min_length=1)] = [
+        0.1,
+        0.3,
+        0.5,
+    ]
+
+    @model_validator(mode="after")
+    def _kl_needs_unit_interval(self):
+        if self.sparsity.kind == "kl" and self.code_activation != "sigmoid":
+            raise ValueError("sparsity.kind 'kl' needs code_activation 'sigmoid' (rates in (0, 1))")
+        return self
+
+
+class VAEParams(ModelBase):
+    family: Literal["vae"]
+    arch: Literal["mlp", "conv"] = "conv"
+    latent_dim: Annotated[int, Field(gt=0, le=784)] = 16
+    hidden_dims: Hidden = [512]
+    channels: Channels = [32, 64]
+    # bernoulli: dynamically binarised pixels; gaussian: recon_weight x per-image mean squared
+    # error, a Gaussian of variance D / (2 recon_weight) (the lecture's 1000 x MSE)
+    likelihood: Literal["bernoulli", "gaussian"] = "bernoulli"
+    recon_weight: Annotated[float, Field(gt=0)] = 1000.0
+    beta: Annotated[float, Field(ge=0)] = 1.0
+    kl_warmup_steps: Annotated[int, Field(ge=0)] = 0
+    iwae_k: Annotated[int, Field(gt=0, le=100000)] = 500
+    iwae_images: Annotated[int, Field(gt=0)] = 1000  # test images the IWAE bound is computed on
+    iwae_chunk: Annotated[int, Field(gt=0)] = 20000  # decoded samples per batch: bounds memory
+    active_unit_threshold: Annotated[float, Field(gt=0)] = 0.01
+
+
+class EvaluatorParams(ModelBase):
+    """The CNN classifier whose features are the space sample metrics are computed in."""
+
+    family: Literal["evaluator"]
+    channels: Channels = [32, 64]
+    features: Annotated[int, Field(gt=0)] = 128
+    dropout: Annotated[float, Field(ge=0, lt=1)] = 0.3
+    lr_decay: Annotated[float, Field(gt=0, le=1)] = 0.7  # learning-rate factor per epoch
+    label_smoothing: Annotated[float, Field(ge=0, lt=1)] = 0.0
 
 
 # Each family's params class, by the `family` tag of a models.<instance> entry.
-FAMILY_PARAMS: dict[str, type[ModelBase]] = {"autoencoder": AutoencoderParams}
-ModelParams = Annotated[AutoencoderParams, Field(discriminator="family")]
+FAMILY_PARAMS: dict[str, type[ModelBase]] = {
+    "autoencoder": AutoencoderParams,
+    "vae": VAEParams,
+    "evaluator": EvaluatorParams,
+}
+ModelParams = Annotated[
+    AutoencoderParams | VAEParams | EvaluatorParams, Field(discriminator="family")
+]
 
 
 class EvaluateParams(Strict):
@@ -111,28 +180,16 @@ def _schema_at(loc: tuple, raw: Any) -> type[BaseModel] | None:
     """The pydantic model that validates the mapping at `loc` (to list its allowed keys)."""
     model: type[BaseModel] | None = Params
     node = raw
-    for part in loc:
-        if model is None or not isinstance(node, dict):
-            return None
-        if model is Params and part == "models":
-            node = node.get(part, {})
-            model = None  # a dict of instances: the next part is an instance name
-            continue
-        if model is None:
-            return None
+    for depth, part in enumerate(loc):
         node = node.get(part) if isinstance(node, dict) else None
-        field = model.model_fields.get(part)
+        if depth == 1 and loc[0] == "models":  # an instance: its family picks the schema
+            model = FAMILY_PARAMS.get(node.get("family")) if isinstance(node, dict) else None
+            continue
+        field = model.model_fields.get(part) if model is not None else None
         annotation = getattr(field, "annotation", None)
-        model = (
-            annotation
-            if isinstance(annotation, type) and issubclass(annotation, BaseModel)
-            else None
-        )
+        is_model = isinstance(annotation, type) and issubclass(annotation, BaseModel)
+        model = annotation if is_model else None
     return model
-
-
-def _instance_schema(node: Any) -> type[BaseModel] | None:
-    return FAMILY_PARAMS.get(node.get("family")) if isinstance(node, dict) else None
 
 
 def _describe(error: dict, raw: Any) -> str:
@@ -141,12 +198,7 @@ def _describe(error: dict, raw: Any) -> str:
     path = ".".join(str(p) for p in loc)
     families = ", ".join(FAMILY_PARAMS)
     if error["type"] == "extra_forbidden":
-        parent_loc = loc[:-1]
-        if len(parent_loc) == 2 and parent_loc[0] == "models":
-            node = raw.get("models", {}).get(parent_loc[1])
-            schema = _instance_schema(node)
-        else:
-            schema = _schema_at(parent_loc, raw)
+        schema = _schema_at(loc[:-1], raw)
         allowed = ", ".join(sorted(schema.model_fields)) if schema else "see params.yaml"
         return f"{path}: unknown key; allowed keys here: {allowed}"
     if error["type"] == "union_tag_invalid":

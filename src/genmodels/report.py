@@ -23,8 +23,8 @@ def markdown_table(header: list[str], rows: Iterable[list[Any]]) -> str:
     return "\n".join(lines)
 
 
-def autoencoder_table(evals: dict[str, dict]) -> str:
-    header = [
+def autoencoder_sections(evals: dict[str, dict]) -> list[tuple[str, str]]:
+    pca_header = [
         "instance",
         "latent",
         "AE MSE",
@@ -34,29 +34,79 @@ def autoencoder_table(evals: dict[str, dict]) -> str:
         "AE SSIM",
         "PCA SSIM",
     ]
-    rows = [
+    pca_rows = [
         [name, m["latent_dim"], m["mse"], m["pca"]["mse"], m["psnr"], m["pca"]["psnr"],
          m["ssim"], m["pca"]["ssim"]]
         for name, m in evals.items()
     ]  # fmt: skip
-    return markdown_table(header, rows)
+    sparse_header = [
+        "instance",
+        "latent",
+        "MSE",
+        "silent code fraction",
+        "threshold",
+        "mean |code|",
+    ]
+    sparse_rows = [
+        [
+            name,
+            m["latent_dim"],
+            m["mse"],
+            m["sparsity"],
+            m["sparsity_threshold"],
+            m["mean_abs_code"],
+        ]
+        for name, m in evals.items()
+    ]
+    sections = [
+        ("Autoencoder against PCA of the same latent size", markdown_table(pca_header, pca_rows)),
+        ("Sparsity of the code (sparse against plain autoencoders)", markdown_table(sparse_header, sparse_rows)),
+    ]  # fmt: skip
+    noise_header = [
+        "instance",
+        "noise",
+        "PSNR noisy input",
+        "PSNR denoised",
+        "PSNR plain AE (same input)",
+    ]
+    noise_rows = [
+        [name, level, r["noisy_psnr"], r["denoised_psnr"], r["plain_psnr"]]
+        for name, m in evals.items()
+        for level, r in m.get("denoising", {}).items()
+    ]
+    if noise_rows:
+        sections.append(
+            (
+                "Denoising (PSNR in dB against the clean test image)",
+                markdown_table(noise_header, noise_rows),
+            )
+        )
+    return sections
 
 
-def generic_table(evals: dict[str, dict]) -> str:
+def vae_sections(evals: dict[str, dict]) -> list[tuple[str, str]]:
+    header = ["instance", "likelihood", "latent", "ELBO", "recon", "KL", "-log p(x) IWAE",
+              "K", "active units", "MSE", "SSIM"]  # fmt: skip
+    rows = [
+        [name, m["likelihood"], m["latent_dim"], m["elbo"], m["recon"], m["kl"], m["nll_iwae"],
+         m["iwae_k"], m["active_units"], m["mse"], m["ssim"]]
+        for name, m in evals.items()
+    ]  # fmt: skip
+    return [("VAE: test-set bound in nats per image", markdown_table(header, rows))]
+
+
+def generic_sections(evals: dict[str, dict]) -> list[tuple[str, str]]:
     flat = {name: flatten(m) for name, m in evals.items()}
     keys = [
         k
         for k in dict.fromkeys(k for m in flat.values() for k in m)
         if k not in ("instance", "family")
     ]
-    return markdown_table(
-        ["instance", *keys], [[n, *(m.get(k, "") for k in keys)] for n, m in flat.items()]
-    )
+    rows = [[n, *(m.get(k, "") for k in keys)] for n, m in flat.items()]
+    return [("Other instances", markdown_table(["instance", *keys], rows))]
 
 
-FAMILY_TABLES = {
-    "autoencoder": ("Autoencoder against PCA of the same latent size", autoencoder_table)
-}
+FAMILY_SECTIONS = {"autoencoder": autoencoder_sections, "vae": vae_sections}
 
 
 def load_evaluations(instances: Iterable[str], metrics_dir: Path) -> dict[str, dict]:
@@ -75,8 +125,8 @@ def tables(evals: dict[str, dict]) -> str:
         by_family.setdefault(metrics.get("family", "other"), {})[name] = metrics
     parts = []
     for family, members in by_family.items():
-        title, render = FAMILY_TABLES.get(family, (family, generic_table))
-        parts.append(f"## {title}\n\n{render(members)}\n")
+        for title, table in FAMILY_SECTIONS.get(family, generic_sections)(members):
+            parts.append(f"## {title}\n\n{table}\n")
     return "\n".join(parts)
 
 

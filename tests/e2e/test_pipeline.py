@@ -28,6 +28,8 @@ def tiny_params() -> dict:
     params["train"] |= {"log_every": 2, "checkpoint_every": 5, "progress": "log"}
     for model in params["models"].values():
         model |= {"epochs": 1, "batch_size": 64}
+        if model["family"] == "vae":
+            model |= {"iwae_k": 16, "iwae_images": 32, "kl_warmup_steps": 4}
     params["evaluate"] |= {"batch_size": 256, "n_grid": 8}
     params["export"] |= {"n_parity": 16}
     return params
@@ -81,33 +83,64 @@ def test_prepare_outputs(reproduced):
     assert manifest["dataset"] == DATASET and manifest["counts"] == {"train": 512, "test": 256}
 
 
-def test_train_outputs(reproduced):
-    final = read_json(reproduced / "metrics/train/ae.json")
-    assert final["steps"] == 512 // 64 and 0 < final["loss"] < 1
-    rows = (reproduced / "plots/train/ae.csv").read_text().splitlines()
-    assert rows[0] == "step,epoch,loss" and len(rows) == 1 + 4
-    assert (reproduced / "models/ae/model.pt").stat().st_size > 0
-    assert not (reproduced / "checkpoints/ae/last.pt").exists()
+INSTANCES = list(tiny_params()["models"])
+LOGGED = {"ae_k32": "loss,recon_loss", "ae_sparse": "loss,recon_loss,penalty",
+          "ae_denoise": "loss,recon_loss,plain_loss", "vae": "loss,recon,kl"}  # fmt: skip
 
 
-def test_evaluate_and_report_outputs(reproduced):
-    metrics = read_json(reproduced / "metrics/eval/ae.json")
+def test_every_lecture_model_is_an_instance():
+    lecture = {"ae_k2", "ae_k8", "ae_k32", "ae_sparse", "ae_denoise", "vae_lecture", "vae"}
+    assert lecture <= set(INSTANCES)
+
+
+@pytest.mark.parametrize("instance", INSTANCES)
+def test_train_outputs(reproduced, instance):
+    final = read_json(reproduced / f"metrics/train/{instance}.json")
+    assert final["steps"] == 512 // 64 and final["loss"] > 0
+    rows = (reproduced / f"plots/train/{instance}.csv").read_text().splitlines()
+    assert rows[0].startswith("step,epoch,") and len(rows) == 1 + 4
+    if instance in LOGGED:
+        assert rows[0] == f"step,epoch,{LOGGED[instance]}"
+    assert (reproduced / f"models/{instance}/model.pt").stat().st_size > 0
+    assert not (reproduced / f"checkpoints/{instance}/last.pt").exists()
+
+
+@pytest.mark.parametrize("instance", INSTANCES)
+def test_evaluate_outputs(reproduced, instance):
+    metrics = read_json(reproduced / f"metrics/eval/{instance}.json")
     for key in ("mse", "psnr", "ssim", "latent_dim"):
         assert isinstance(metrics[key], int | float)
-    assert set(metrics["pca"]) == {"mse", "psnr", "ssim"}
-    assert 0 < metrics["mse"] < 0.2 and 0 < metrics["ssim"] <= 1
-    figure = reproduced / "reports/figures/ae/reconstructions.png"
-    assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    if metrics["family"] == "autoencoder":
+        assert set(metrics["pca"]) == {"mse", "psnr", "ssim"} and 0 <= metrics["sparsity"] <= 1
+    else:
+        assert {"elbo", "recon", "kl", "nll_iwae", "iwae_k", "active_units"} <= set(metrics)
+    if instance == "ae_denoise":
+        assert set(metrics["denoising"]) == {"sigma_0.1", "sigma_0.3", "sigma_0.5"}
+    index = read_json(reproduced / f"reports/figures/{instance}/figures.json")
+    for name in index.values():
+        assert (reproduced / f"reports/figures/{instance}/{name}").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_report_has_every_table_and_figure(reproduced):
     report = (reproduced / "reports/evaluation.md").read_text()
-    assert "| ae | 32 |" in report and "figures/ae/reconstructions.png" in report
+    for title in ("against PCA", "Sparsity of the code", "Denoising", "VAE: test-set bound"):
+        assert title in report
+    for instance in INSTANCES:
+        assert f"| {instance} |" in report and f"figures/{instance}/reconstructions.png" in report
+    assert (
+        "figures/vae_lecture/manifold.png" in report
+        and "figures/ae_denoise/denoising.png" in report
+    )
 
 
-def test_export_outputs_run_in_onnxruntime(reproduced):
-    parity = read_json(reproduced / "metrics/export/ae.json")
+@pytest.mark.parametrize("instance", INSTANCES)
+def test_export_outputs_run_in_onnxruntime(reproduced, instance):
+    parity = read_json(reproduced / f"metrics/export/{instance}.json")
     assert set(parity) == {"encoder", "decoder"}
     assert all(graph["max_abs_diff"] <= 1e-4 for graph in parity.values())
-    decoder = ort.InferenceSession(str(reproduced / "exported/ae/decoder.onnx"))
-    (image,) = decoder.run(None, {"z": np.zeros((3, 32), dtype=np.float32)})
+    latent = read_json(reproduced / f"metrics/eval/{instance}.json")["latent_dim"]
+    decoder = ort.InferenceSession(str(reproduced / f"exported/{instance}/decoder.onnx"))
+    (image,) = decoder.run(None, {"z": np.zeros((3, latent), dtype=np.float32)})
     assert image.shape == (3, 1, 28, 28) and image.min() >= 0 and image.max() <= 1
 
 
@@ -116,8 +149,9 @@ def test_every_stage_logged_to_mlflow(reproduced):
     experiment = client.get_experiment_by_name(f"genmodels-{DATASET}")
     runs = client.search_runs([experiment.experiment_id])
     stages = {run.data.tags["dvc_stage"] for run in runs}
-    assert stages == {"prepare", "train@ae", "evaluate@ae", "report", "export@ae"}
-    train = next(r for r in runs if r.data.tags["dvc_stage"] == "train@ae")
+    per_instance = {f"{stage}@{m}" for stage in ("train", "evaluate", "export") for m in INSTANCES}
+    assert stages == {"prepare", "report"} | per_instance
+    train = next(r for r in runs if r.data.tags["dvc_stage"] == "train@ae_k32")
     assert train.data.params["model.latent_dim"] == "32" and "git_commit" in train.data.tags
     assert len(client.get_metric_history(train.info.run_id, "loss")) == 4
     assert (reproduced / "mlartifacts").is_dir()
@@ -126,7 +160,7 @@ def test_every_stage_logged_to_mlflow(reproduced):
 def test_dvc_metrics_and_plots_work(reproduced):
     shown = json.loads(dvc(reproduced, "metrics", "show", "--json").stdout)
     files = next(iter(shown.values()))["data"]
-    assert {"metrics/data.json", "metrics/eval/ae.json", "metrics/export/ae.json"} <= set(files)
+    assert {"metrics/data.json", "metrics/eval/vae.json", "metrics/export/ae_k2.json"} <= set(files)
     dvc(reproduced, "plots", "show", "-o", "plots_html")
     assert (reproduced / "plots_html/index.html").exists()
 
@@ -138,8 +172,7 @@ def test_second_repro_does_nothing(reproduced):
 
 def test_changing_epochs_reruns_training_and_dependents_only(reproduced):
     params = yaml.safe_load((reproduced / "params.yaml").read_text())
-    params["models"]["ae"]["epochs"] = 2
+    params["models"]["ae_k8"]["epochs"] = 2
     (reproduced / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     stale = set(json.loads(dvc(reproduced, "status", "--json").stdout))
-    assert {"train@ae", "evaluate@ae", "export@ae", "report"} <= stale
-    assert "prepare" not in stale
+    assert stale == {"train@ae_k8", "evaluate@ae_k8", "export@ae_k8", "report"}

@@ -1,10 +1,18 @@
+import math
+
 import pytest
 import torch
 
-from genmodels.config import AutoencoderParams
+from genmodels.config import AutoencoderParams, NoiseParams, SparsityParams
 from genmodels.export import check_parity, export_onnx
 from genmodels.models import build_recipe, data_info
-from genmodels.models.autoencoder import pca_reconstruct, reconstruction_loss
+from genmodels.models.autoencoder import (
+    kl_sparsity_penalty,
+    l1_penalty,
+    pca_reconstruct,
+    reconstruction_loss,
+    silent_fraction,
+)
 from genmodels.training import Batch, EvalContext
 
 
@@ -83,3 +91,53 @@ def test_evaluate_compares_with_pca_and_draws_the_latent_plane(digits_prepared, 
     assert result.metrics["mse"] > result.metrics["pca"]["mse"]
     assert {p.name for p in result.figures.values()} == {"reconstructions.png", "latent.png"}
     assert all(p.read_bytes()[:4] == b"\x89PNG" for p in result.figures.values())
+
+
+def test_sparsity_penalties_by_hand():
+    codes = torch.tensor([[0.0, -2.0, 1.0], [1.0, 0.0, 0.0]])
+    assert l1_penalty(codes).item() == pytest.approx((3.0 + 1.0) / 2)
+    rates = torch.tensor([[0.1, 0.5], [0.3, 0.5]])  # batch means 0.2 and 0.5
+    kl = lambda rho, q: rho * math.log(rho / q) + (1 - rho) * math.log((1 - rho) / (1 - q))  # noqa: E731
+    assert kl_sparsity_penalty(rates, 0.05).item() == pytest.approx(
+        kl(0.05, 0.2) + kl(0.05, 0.5), rel=1e-5
+    )
+    assert kl_sparsity_penalty(torch.full((4, 3), 0.05), 0.05).item() == pytest.approx(
+        0.0, abs=1e-6
+    )
+    assert silent_fraction(codes, 0.5) == pytest.approx(3 / 6)
+
+
+def test_l1_penalty_makes_the_code_sparse(digits_prepared):
+    def trained(sparsity):
+        torch.manual_seed(0)
+        params = AutoencoderParams(
+            family="autoencoder", arch="mlp", hidden_dims=[64], latent_dim=16, code_activation="relu",
+            sparsity=sparsity, epochs=1, lr=3e-3,
+        )  # fmt: skip
+        recipe = build_recipe(params, data_info(digits_prepared), torch.device("cpu"))
+        images = digits_prepared.train_images.float() / 255
+        for step in range(150):
+            part = slice((step * 64) % 1400, (step * 64) % 1400 + 64)
+            recipe.training_step(Batch(images[part], digits_prepared.train_labels[part]), step)
+        with torch.no_grad():
+            return silent_fraction(recipe.encoder(images[:500]), 0.05)
+
+    plain = trained(SparsityParams(kind="none"))
+    sparse = trained(SparsityParams(kind="l1", weight=0.05))
+    assert sparse > plain + 0.2
+
+
+def test_denoising_instance_trains_a_plain_twin_on_the_same_batches(digits_prepared):
+    params = AutoencoderParams(
+        family="autoencoder", arch="mlp", hidden_dims=[32], latent_dim=8, epochs=1,
+        noise=NoiseParams(kind="mask", level=0.5),
+    )  # fmt: skip
+    recipe = build_recipe(params, data_info(digits_prepared), torch.device("cpu"))
+    assert set(recipe.modules()) == {"encoder", "decoder", "plain_encoder", "plain_decoder"}
+    assert set(recipe.optimizers()) == {"adam", "plain_adam"}
+    images = digits_prepared.train_images[:32].float() / 255
+    logged = recipe.training_step(Batch(images, digits_prepared.train_labels[:32]), 0)
+    assert {"loss", "plain_loss"} <= set(logged)
+    # the denoiser's exported graphs are its own, never the twin's
+    encoder, decoder = recipe.exportables()
+    assert encoder.module is recipe.encoder and decoder.module is recipe.decoder

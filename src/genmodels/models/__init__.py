@@ -17,6 +17,14 @@ def recipe_class(family: str) -> type[Recipe]:
         from genmodels.models.autoencoder import AutoencoderRecipe
 
         return AutoencoderRecipe
+    if family == "vae":
+        from genmodels.models.vae import VAERecipe
+
+        return VAERecipe
+    if family == "evaluator":
+        from genmodels.models.evaluator import EvaluatorRecipe
+
+        return EvaluatorRecipe
     raise KeyError(f"no recipe for family {family!r}")
 
 

@@ -1,5 +1,6 @@
 """The autoencoder (lecture 2.1): F(x) = z, G(z) = x', loss ||G(F(x)) - x||^2, with PCA of the
-same latent size as its linear baseline."""
+same latent size as its linear baseline, and its two variants: the sparse autoencoder (an L1 or
+KL penalty on the code) and the denoising autoencoder (corrupted input, clean target)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,9 @@ from sklearn.decomposition import PCA
 from torch import Tensor, nn
 
 from genmodels.config import AutoencoderParams
+from genmodels.data.corruptions import corrupt
 from genmodels.figures import class_names, latent_scatter, save_rows
-from genmodels.metrics.image import reconstruction_quality
+from genmodels.metrics.image import psnr, reconstruction_quality
 from genmodels.nn.blocks import conv_decoder, conv_encoder, mlp_decoder, mlp_encoder
 from genmodels.training.recipe import Batch, DataInfo, EvalContext, EvalResult, Exportable, Recipe
 
@@ -29,6 +31,38 @@ def build_encoder_decoder(
         conv_encoder(data.image_shape, params.channels, code_features),
         conv_decoder(params.latent_dim, params.channels, data.image_shape),
     )
+
+
+CODE_ACTIVATIONS = {"linear": nn.Identity, "relu": nn.ReLU, "sigmoid": nn.Sigmoid}
+
+
+def build_autoencoder(params: AutoencoderParams, data: DataInfo) -> tuple[nn.Module, nn.Module]:
+    encoder, decoder = build_encoder_decoder(params, data, params.latent_dim)
+    return nn.Sequential(encoder, CODE_ACTIVATIONS[params.code_activation]()), decoder
+
+
+def l1_penalty(codes: Tensor) -> Tensor:
+    """Sum of |activation| over the code units, averaged over the batch."""
+    return codes.abs().sum(dim=1).mean()
+
+
+def kl_sparsity_penalty(codes: Tensor, rho: float) -> Tensor:
+    """sum_j KL(rho || rho_hat_j), rho_hat_j the batch-mean activation of unit j (in (0, 1))."""
+    rho_hat = codes.mean(dim=0).clamp(1e-6, 1 - 1e-6)
+    return (rho * torch.log(rho / rho_hat) + (1 - rho) * torch.log((1 - rho) / (1 - rho_hat))).sum()
+
+
+def sparsity_penalty(codes: Tensor, kind: str, rho: float) -> Tensor:
+    if kind == "l1":
+        return l1_penalty(codes)
+    if kind == "kl":
+        return kl_sparsity_penalty(codes, rho)
+    return codes.new_zeros(())
+
+
+def silent_fraction(codes: Tensor, threshold: float) -> float:
+    """The mean fraction of code units with |activation| below the threshold."""
+    return (codes.abs() < threshold).float().mean().item()
 
 
 def reconstruction_loss(recon: Tensor, target: Tensor, kind: str) -> Tensor:
@@ -65,28 +99,56 @@ class AutoencoderRecipe(Recipe):
 
     def __init__(self, params: AutoencoderParams, data: DataInfo, device: torch.device):
         super().__init__(params, data, device)
-        self.encoder, self.decoder = build_encoder_decoder(params, data, params.latent_dim)
-        self.encoder.to(device)
-        self.decoder.to(device)
-        self.optimizer = torch.optim.Adam(
-            [*self.encoder.parameters(), *self.decoder.parameters()],
-            lr=params.lr,
-            weight_decay=params.weight_decay,
-        )
+        self.encoder, self.decoder = build_autoencoder(params, data)
+        self.optimizer = self._adam(self.encoder, self.decoder)
+        self.denoising = params.noise.kind != "none"
+        self.plain: tuple[nn.Module, nn.Module] | None = None
+        if self.denoising:
+            # a plain twin of the same size, trained on the same clean batches: the baseline
+            # the denoiser is measured against
+            self.plain = build_autoencoder(params, data)
+            self.plain_optimizer = self._adam(*self.plain)
+        for module in self.modules().values():
+            module.to(device)
+
+    def _adam(self, encoder: nn.Module, decoder: nn.Module) -> torch.optim.Optimizer:
+        weights = [*encoder.parameters(), *decoder.parameters()]
+        return torch.optim.Adam(weights, lr=self.params.lr, weight_decay=self.params.weight_decay)
 
     def modules(self) -> dict[str, nn.Module]:
-        return {"encoder": self.encoder, "decoder": self.decoder}
+        found = {"encoder": self.encoder, "decoder": self.decoder}
+        if self.plain is not None:
+            found |= {"plain_encoder": self.plain[0], "plain_decoder": self.plain[1]}
+        return found
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        return {"adam": self.optimizer}
+        found = {"adam": self.optimizer}
+        if self.plain is not None:
+            found["plain_adam"] = self.plain_optimizer
+        return found
 
     def training_step(self, batch: Batch, step: int) -> dict[str, Tensor]:
-        recon = self.decoder(self.encoder(batch.images))
-        loss = reconstruction_loss(recon, batch.images, self.params.loss)
+        p = self.params
+        clean = batch.images
+        inputs = corrupt(clean, p.noise.kind, p.noise.level) if self.denoising else clean
+        codes = self.encoder(inputs)
+        recon_loss = reconstruction_loss(self.decoder(codes), clean, p.loss)
+        penalty = sparsity_penalty(codes, p.sparsity.kind, p.sparsity.rho)
+        loss = recon_loss + p.sparsity.weight * penalty
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
-        return {"loss": loss.detach()}
+        logged = {"loss": loss.detach(), "recon_loss": recon_loss.detach()}
+        if p.sparsity.kind != "none":
+            logged["penalty"] = penalty.detach()
+        if self.plain is not None:
+            encoder, decoder = self.plain
+            plain_loss = reconstruction_loss(decoder(encoder(clean)), clean, p.loss)
+            self.plain_optimizer.zero_grad(set_to_none=True)
+            plain_loss.backward()
+            self.plain_optimizer.step()
+            logged["plain_loss"] = plain_loss.detach()
+        return logged
 
     def reconstruct(self, images: Tensor) -> Tensor:
         return self.decoder(self.encoder(images))
@@ -96,6 +158,7 @@ class AutoencoderRecipe(Recipe):
         k = self.params.latent_dim
         originals = ctx.test_images.float() / 255.0
         recon = map_batches(self.reconstruct, ctx.test_images, ctx.batch_size, ctx.device)
+        codes = map_batches(self.encoder, ctx.test_images, ctx.batch_size, ctx.device)
         pca_recon = pca_reconstruct(ctx.train_images, ctx.test_images, k, ctx.seed)
         quality = {"window": ctx.ssim_window, "sigma": ctx.ssim_sigma}
         metrics = {
@@ -103,6 +166,9 @@ class AutoencoderRecipe(Recipe):
             "n_test": len(originals),
             **reconstruction_quality(originals, recon, **quality),
             "pca": reconstruction_quality(originals, pca_recon, **quality),
+            "sparsity": silent_fraction(codes, self.params.sparsity_threshold),
+            "sparsity_threshold": self.params.sparsity_threshold,
+            "mean_abs_code": codes.abs().mean().item(),
         }
         n = ctx.n_grid
         figures = {
@@ -111,16 +177,51 @@ class AutoencoderRecipe(Recipe):
             )
         }
         if k == 2:
-            z = map_batches(self.encoder, ctx.test_images, ctx.batch_size, ctx.device)
             names = class_names(self.data.dataset, self.data.num_classes)
             figures["Test-set latent codes by class"] = latent_scatter(
-                z,
+                codes,
                 ctx.test_labels,
                 names,
                 ctx.figures_dir / "latent.png",
                 "AE latent space (test set)",
             )
+        if self.denoising:
+            metrics["denoising"], caption, figure = self._evaluate_denoising(originals, ctx)
+            figures[caption] = figure
         return EvalResult(metrics=metrics, figures=figures)
+
+    @torch.no_grad()
+    def _evaluate_denoising(self, originals: Tensor, ctx: EvalContext):
+        """PSNR of the noisy input, of the denoiser's output, and of the plain twin's output."""
+        kind, name = (
+            self.params.noise.kind,
+            {"gaussian": "sigma", "mask": "p"}[self.params.noise.kind],
+        )
+        plain_encoder, plain_decoder = self.plain
+
+        def run(fn, images: Tensor) -> Tensor:
+            batches = [fn(b.to(ctx.device)).cpu() for b in images.split(ctx.batch_size)]
+            return torch.cat(batches)
+
+        levels = self.params.eval_noise_levels
+        shown = min(levels, key=lambda level: abs(level - self.params.noise.level))
+        table = {}
+        for index, level in enumerate(levels):
+            generator = torch.Generator().manual_seed(ctx.seed + index)
+            noisy = corrupt(originals, kind, level, generator)
+            denoised = run(self.reconstruct, noisy)
+            plain = run(lambda x: plain_decoder(plain_encoder(x)), noisy)
+            table[f"{name}_{level:g}"] = {
+                "noisy_psnr": psnr(noisy, originals).mean().item(),
+                "denoised_psnr": psnr(denoised, originals).mean().item(),
+                "plain_psnr": psnr(plain, originals).mean().item(),
+            }
+            if level == shown:
+                n = ctx.n_grid
+                rows = [noisy[:n], denoised[:n], plain[:n], originals[:n]]
+                figure = save_rows(rows, ctx.figures_dir / "denoising.png")
+        caption = f"{kind} noise {name}={shown:g}: noisy / denoised / plain AE / clean"
+        return table, caption, figure
 
     def exportables(self, real_images: Tensor | None = None) -> list[Exportable]:
         self.train(False)

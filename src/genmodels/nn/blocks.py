@@ -18,15 +18,18 @@ def mlp_encoder(image_shape: Sequence[int], hidden: Sequence[int], out_features:
     return nn.Sequential(*layers)
 
 
-def mlp_decoder(in_features: int, hidden: Sequence[int], image_shape: Sequence[int]) -> nn.Module:
-    """Mirror of mlp_encoder; ends in a sigmoid so pixels are in [0, 1]."""
+def mlp_decoder(
+    in_features: int, hidden: Sequence[int], image_shape: Sequence[int], sigmoid: bool = True
+) -> nn.Module:
+    """Mirror of mlp_encoder; a sigmoid puts pixels in [0, 1] (without it: logits)."""
     c, h, w = image_shape
     layers: list[nn.Module] = []
     width = in_features
     for size in reversed(hidden):
         layers += [nn.Linear(width, size), nn.ReLU()]
         width = size
-    layers += [nn.Linear(width, c * h * w), nn.Sigmoid(), nn.Unflatten(1, (c, h, w))]
+    layers += [nn.Linear(width, c * h * w), *([nn.Sigmoid()] if sigmoid else [])]
+    layers.append(nn.Unflatten(1, (c, h, w)))
     return nn.Sequential(*layers)
 
 
@@ -52,9 +55,9 @@ def conv_encoder(
 
 
 def conv_decoder(
-    in_features: int, channels: Sequence[int], image_shape: Sequence[int]
+    in_features: int, channels: Sequence[int], image_shape: Sequence[int], sigmoid: bool = True
 ) -> nn.Module:
-    """Mirror of conv_encoder with transposed convolutions; ends in a sigmoid."""
+    """Mirror of conv_encoder with transposed convolutions; a sigmoid, or logits without."""
     out_ch, h, w = _check_conv_shape(image_shape, channels)
     top = channels[-1]
     layers: list[nn.Module] = [
@@ -66,5 +69,7 @@ def conv_decoder(
     for ch in reversed(channels[:-1]):
         layers += [nn.ConvTranspose2d(in_ch, ch, 4, 2, 1), nn.BatchNorm2d(ch), nn.ReLU()]
         in_ch = ch
-    layers += [nn.ConvTranspose2d(in_ch, out_ch, 4, 2, 1), nn.Sigmoid()]
+    layers.append(nn.ConvTranspose2d(in_ch, out_ch, 4, 2, 1))
+    if sigmoid:
+        layers.append(nn.Sigmoid())
     return nn.Sequential(*layers)

@@ -1,0 +1,137 @@
+"""The evaluator: a CNN classifier trained on the prepared data. Its penultimate layer is the
+feature space of FID, KID, precision/recall and class coverage, since no pretrained Inception
+or VGG weights can be downloaded offline (see genmodels.features for the pluggable choice)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from genmodels.config import EvaluatorParams
+from genmodels.training.recipe import Batch, DataInfo, EvalContext, EvalResult, Exportable, Recipe
+
+
+class Classifier(nn.Module):
+    """Two conv stages (28 -> 14 -> 7) and a hidden layer whose activations are the features."""
+
+    def __init__(self, image_shape: tuple[int, int, int], channels: list[int], features: int,
+                 num_classes: int, dropout: float):  # fmt: skip
+        super().__init__()
+        layers: list[nn.Module] = []
+        in_ch = image_shape[0]
+        for ch in channels:
+            layers += [
+                nn.Conv2d(in_ch, ch, 3, padding=1, bias=False),
+                nn.BatchNorm2d(ch),
+                nn.ReLU(),
+            ]
+            layers += [nn.Conv2d(ch, ch, 3, padding=1, bias=False), nn.BatchNorm2d(ch), nn.ReLU()]
+            layers.append(nn.MaxPool2d(2))
+            in_ch = ch
+        side = image_shape[1] // 2 ** len(channels)
+        self.body = nn.Sequential(
+            *layers,
+            nn.Flatten(),
+            nn.Linear(in_ch * side * side, features, bias=False),
+            nn.BatchNorm1d(features),
+            nn.ReLU(),
+        )
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(features, num_classes)
+
+    def features(self, images: Tensor) -> Tensor:
+        return self.body(images)
+
+    def forward(self, images: Tensor) -> Tensor:
+        return self.head(self.dropout(self.body(images)))
+
+
+class ProbabilitiesAndFeatures(nn.Module):
+    """The exported graph: image -> (class probabilities, features)."""
+
+    def __init__(self, classifier: Classifier):
+        super().__init__()
+        self.classifier = classifier
+
+    def forward(self, images: Tensor) -> tuple[Tensor, Tensor]:
+        feats = self.classifier.features(images)
+        return torch.softmax(self.classifier.head(feats), dim=1), feats
+
+
+class EvaluatorRecipe(Recipe):
+    family = "evaluator"
+
+    def __init__(self, params: EvaluatorParams, data: DataInfo, device: torch.device):
+        super().__init__(params, data, device)
+        self.classifier = Classifier(
+            data.image_shape, params.channels, params.features, data.num_classes, params.dropout
+        ).to(device)
+        self.optimizer = torch.optim.AdamW(
+            self.classifier.parameters(), lr=params.lr, weight_decay=params.weight_decay
+        )
+        self.scheduler = torch.optim.lr_scheduler.ExponentialLR(self.optimizer, params.lr_decay)
+
+    def modules(self) -> dict[str, nn.Module]:
+        return {"classifier": self.classifier}
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {"adamw": self.optimizer}
+
+    def schedulers(self):
+        return {"lr": self.scheduler}
+
+    def end_of_epoch(self, epoch: int) -> None:
+        self.scheduler.step()
+
+    def training_step(self, batch: Batch, step: int) -> dict[str, Tensor]:
+        logits = self.classifier(batch.images)
+        loss = F.cross_entropy(logits, batch.labels, label_smoothing=self.params.label_smoothing)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        accuracy = (logits.argmax(1) == batch.labels).float().mean()
+        return {"loss": loss.detach(), "accuracy": accuracy.detach()}
+
+    @torch.no_grad()
+    def predict(self, images_uint8: Tensor, batch_size: int) -> tuple[Tensor, Tensor]:
+        """Class probabilities and features of uint8 images, on the CPU."""
+        self.train(False)
+        graph = ProbabilitiesAndFeatures(self.classifier)
+        probs, feats = [], []
+        for part in images_uint8.split(batch_size):
+            p, f = graph(part.to(self.device).float().div_(255.0))
+            probs.append(p.cpu())
+            feats.append(f.cpu())
+        return torch.cat(probs), torch.cat(feats)
+
+    def evaluate(self, ctx: EvalContext) -> EvalResult:
+        probs, _ = self.predict(ctx.test_images, ctx.batch_size)
+        predicted = probs.argmax(1)
+        correct = predicted == ctx.test_labels
+        per_class = [
+            correct[ctx.test_labels == c].float().mean().item()
+            for c in range(self.data.num_classes)
+        ]
+        nll = F.nll_loss(probs.clamp_min(1e-12).log(), ctx.test_labels).item()
+        metrics = {"accuracy": correct.float().mean().item(), "test_nll": nll,
+                   "per_class_accuracy": per_class}  # fmt: skip
+        return EvalResult(metrics=metrics, figures={})
+
+    def exportables(self, real_images: Tensor | None = None) -> list[Exportable]:
+        self.train(False)
+        c, h, w = self.data.image_shape
+        return [
+            Exportable(
+                name="classifier",
+                module=ProbabilitiesAndFeatures(self.classifier),
+                example_inputs=(torch.rand(2, c, h, w),),
+                input_names=["image"],
+                output_names=["probabilities", "features"],
+                dynamic_axes={"image": {0: "batch"}},
+                doc=f"image [batch,{c},{h},{w}] in [0,1] -> class probabilities "
+                f"[batch,{self.data.num_classes}], features [batch,{self.params.features}]",
+                metadata={"family": self.family, "num_classes": str(self.data.num_classes)},
+                real_inputs=None if real_images is None else (real_images.cpu(),),
+            )
+        ]
