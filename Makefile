@@ -6,6 +6,7 @@ RUN := $(UV) run --frozen
 DATASET_DIR := /usr/share/datasets/fashion-mnist
 
 .PHONY: help setup dataset repro evaluate test lint format mlflow-ui clean-checkpoints
+.PHONY: browser serve register bench-serve
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -36,8 +37,31 @@ evaluate: setup  ## evaluate every instance and print the metrics table
 	$(RUN) dvc repro report
 	@$(RUN) python pipeline/report.py --print-only
 
-test: setup lint  ## ruff, then the whole pytest suite (unit + end-to-end)
+test: setup lint browser  ## ruff, then the whole pytest suite (unit + end-to-end)
 	$(RUN) pytest -q
+
+# The web page's end-to-end test drives Debian's headless Chromium through chromedriver.
+browser:
+	@if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then \
+	  :; \
+	elif [ "$$(id -u)" = 0 ] && [ -f /etc/debian_version ] && command -v apt-get >/dev/null; then \
+	  echo "installing Debian's chromium and chromium-driver (the web page's browser test)"; \
+	  (DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null 2>&1 || \
+	   (apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	    apt-get install -y -qq chromium chromium-driver >/dev/null)) || \
+	  echo "warning: could not install chromium; the browser test will fail"; \
+	else \
+	  echo "warning: no /usr/bin/chromium or chromedriver; install chromium and chromium-driver"; \
+	fi
+
+serve: setup  ## the inference service and its web page on http://127.0.0.1:8000 (params serve)
+	$(RUN) genmodels serve $(SERVE_ARGS)
+
+register: setup  ## register the exported graphs in MLflow; champion behind the quality gates
+	$(RUN) dvc repro register
+
+bench-serve: setup  ## onnxruntime vs PyTorch eager, and HTTP under 32 clients -> reports/bench/serve.json
+	$(RUN) python pipeline/bench_serve.py
 
 lint: setup  ## ruff check and format check
 	$(RUN) ruff check .

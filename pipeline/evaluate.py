@@ -1,16 +1,27 @@
 """evaluate@<instance>: metrics and figures of one trained instance on the test set."""
 
+import csv
+import json
 import shutil
 from pathlib import Path
 
+import torch
+
 from genmodels.config import load_params
 from genmodels.data.prepared import load_prepared
+from genmodels.features import load_space
 from genmodels.io import write_json
 from genmodels.models import data_info, load_trained
 from genmodels.stage import run_stage
 from genmodels.tracking import stage_run
 from genmodels.training import EvalContext
 from genmodels.training.runtime import seed_everything, select_device, set_threads
+
+
+def read_history(path: Path) -> list[dict[str, float]]:
+    """The rows the Trainer logged (plots/train/<instance>.csv); empty cells are left out."""
+    with path.open(newline="") as f:
+        return [{k: float(v) for k, v in row.items() if v != ""} for row in csv.DictReader(f)]
 
 
 def main(args) -> None:
@@ -23,10 +34,13 @@ def main(args) -> None:
     data = load_prepared(params.data.prepared_dir)
     info = data_info(data)
     recipe = load_trained(model, args.instance, info, device)
+    with torch.random.fork_rng(devices=[]):  # the evaluator's init must not move the seed
+        space = load_space(params, data, device)
 
     figures_dir = Path("reports/figures") / args.instance
     shutil.rmtree(figures_dir, ignore_errors=True)  # no stale figures from another config
     figures_dir.mkdir(parents=True)
+    train_metrics_path = Path("metrics/train") / f"{args.instance}.json"
     ctx = EvalContext(
         train_images=data.train_images,
         train_labels=data.train_labels,
@@ -39,12 +53,21 @@ def main(args) -> None:
         ssim_sigma=settings.ssim_sigma,
         seed=settings.seed,
         device=device,
+        space=space,
+        n_samples=settings.n_samples,
+        train_history=read_history(Path("plots/train") / f"{args.instance}.csv"),
+        train_metrics=json.loads(train_metrics_path.read_text()),
     )
     logged = {"evaluate": settings.model_dump(mode="json"), "model": model.model_dump(mode="json")}
     tags = {"instance": args.instance, "family": model.family}
     with stage_run(f"evaluate@{args.instance}", info.dataset, logged, tags=tags) as run:
         result = recipe.evaluate(ctx)
-        metrics = {"instance": args.instance, "family": model.family, **result.metrics}
+        metrics = {
+            "instance": args.instance,
+            "family": model.family,
+            "train_seconds": ctx.train_metrics["train_seconds"],
+            **result.metrics,
+        }
         write_json(Path("metrics/eval") / f"{args.instance}.json", metrics)
         index = {caption: path.name for caption, path in result.figures.items()}
         write_json(figures_dir / "figures.json", index)

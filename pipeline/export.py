@@ -10,7 +10,7 @@ from genmodels.data.prepared import load_prepared
 from genmodels.export import ParityError, export_and_check
 from genmodels.io import write_json
 from genmodels.models import data_info, load_trained
-from genmodels.stage import run_stage
+from genmodels.stage import dvc_stage_name, run_stage
 from genmodels.tracking import stage_run
 from genmodels.training.runtime import seed_everything
 
@@ -29,7 +29,7 @@ def main(args) -> None:
 
     logged = {"export": settings.model_dump(mode="json"), "model": model.model_dump(mode="json")}
     tags = {"instance": args.instance, "family": model.family}
-    with stage_run(f"export@{args.instance}", info.dataset, logged, tags=tags) as run:
+    with stage_run(dvc_stage_name("export", args.instance), info.dataset, logged, tags=tags) as run:
         failure = None
         try:
             report = export_and_check(

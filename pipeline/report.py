@@ -4,21 +4,25 @@ from pathlib import Path
 
 from genmodels.config import load_params
 from genmodels.io import write_text
-from genmodels.report import load_evaluations, render, tables
+from genmodels.report import load_evaluations, load_reference, render, tables
 from genmodels.stage import run_stage
 from genmodels.tracking import stage_run
 
 REPORT = Path("reports/evaluation.md")
+METRICS = Path("metrics/eval")
 
 
 def main(args) -> None:
     params = load_params(args.params)
-    evals = load_evaluations(params.models, Path("metrics/eval"))
+    evals = load_evaluations(params.models, METRICS)
+    evaluator, reference = load_reference(METRICS)
     if not args.print_only:
-        write_text(REPORT, render(evals, Path("reports/figures"), REPORT.parent))
+        write_text(
+            REPORT, render(evals, Path("reports/figures"), REPORT.parent, evaluator, reference)
+        )
         with stage_run("report", params.data.name, {"instances": list(evals)}) as run:
             run.log_artifact(REPORT)
-    print(tables(evals))
+    print(tables(evals, evaluator, reference))
 
 
 if __name__ == "__main__":

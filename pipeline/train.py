@@ -3,10 +3,13 @@
 import hashlib
 import json
 
-from genmodels.config import load_params, section_dict
+import torch
+
+from genmodels.config import EVALUATOR, load_params, section_dict
 from genmodels.data.prepared import load_prepared
+from genmodels.features import load_space
 from genmodels.models import build_recipe, data_info
-from genmodels.stage import run_stage
+from genmodels.stage import dvc_stage_name, run_stage
 from genmodels.tracking import stage_run
 from genmodels.training import Budget, Trainer, TrainOutputs
 from genmodels.training.runtime import seed_everything, select_device, set_threads
@@ -21,8 +24,16 @@ def main(args) -> None:
     data = load_prepared(params.data.prepared_dir)
     info = data_info(data)
     recipe = build_recipe(model, info, device)
+    if args.instance != EVALUATOR and params.train.monitor_every:
+        # every model is watched in the evaluator's feature space while it trains; building
+        # the evaluator must not move the RNG the training draws from
+        with torch.random.fork_rng(devices=[]):
+            space = load_space(params, data, device)
+        recipe.attach_space(space, params.train.monitor_samples)
 
     logged = {"train": section_dict(params, "train"), "model": model.model_dump(mode="json")}
+    if recipe.space is not None:  # the evaluator shapes the monitored numbers: a new one, anew
+        logged["evaluator"] = params.evaluator.model_dump(mode="json")
     # everything that changes the numbers; a checkpoint from anything else is not resumed
     identity = {**logged, "data": data.manifest.get("source"), "counts": len(data.train_images)}
     identity["train"] = {k: v for k, v in identity["train"].items() if k != "progress"}
@@ -30,7 +41,9 @@ def main(args) -> None:
 
     def open_run(run_id):
         tags = {"instance": args.instance, "family": model.family, "device": str(device)}
-        return stage_run(f"train@{args.instance}", info.dataset, logged, run_id=run_id, tags=tags)
+        return stage_run(
+            dvc_stage_name("train", args.instance), info.dataset, logged, run_id=run_id, tags=tags
+        )
 
     trainer = Trainer(
         recipe,
@@ -42,7 +55,7 @@ def main(args) -> None:
         outputs=TrainOutputs.for_instance(args.instance, params.train.checkpoint_dir),
         fingerprint=fingerprint,
         open_run=open_run,
-        name=f"train@{args.instance}",
+        name=dvc_stage_name("train", args.instance),
     )
     trainer.fit()
 

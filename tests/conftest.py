@@ -8,6 +8,7 @@ import pytest
 
 from genmodels.config import DataParams
 from genmodels.data.prepared import PreparedData, load_prepared, prepare
+from genmodels.features import EvaluatorSpace, SuiteSettings, compute_reference
 
 
 @pytest.fixture(scope="session")
@@ -21,3 +22,33 @@ def digits_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def digits_prepared(digits_dir) -> PreparedData:
     return load_prepared(digits_dir)
+
+
+@pytest.fixture(scope="session")
+def digits_space(digits_prepared) -> EvaluatorSpace:
+    """A small evaluator trained briefly on the digits, and its reference: the real code path
+    of evaluate_evaluator, at a size that takes seconds."""
+    import torch
+
+    from genmodels.config import EvaluatorParams
+    from genmodels.models import build_recipe, data_info
+    from genmodels.training import Batch
+
+    torch.manual_seed(0)
+    params = EvaluatorParams(epochs=1, channels=[8, 16], features=32, batch_size=64, lr=3e-3)
+    evaluator = build_recipe(params, data_info(digits_prepared), torch.device("cpu"))
+    images, labels = digits_prepared.train_images, digits_prepared.train_labels
+    for step in range(60):
+        idx = torch.randint(0, len(images), (64,))
+        evaluator.training_step(Batch(images[idx].float() / 255, labels[idx]), step)
+    reference = compute_reference(
+        "evaluator", evaluator.features, evaluator.probabilities, images, labels,
+        digits_prepared.test_images, digits_prepared.test_labels, batch_size=256,
+    )  # fmt: skip
+    settings = SuiteSettings(n_samples=200, kid_subsets=5, kid_subset_size=100, prdc_k=5,
+                             min_class_share=0.05, memorisation_samples=50, batch_size=256,
+                             seed=0)  # fmt: skip
+    return EvaluatorSpace(
+        evaluator.features, evaluator.probabilities, reference, images,
+        digits_prepared.test_images, settings, digits_prepared.num_classes,
+    )  # fmt: skip

@@ -49,8 +49,29 @@ def with_change(section: str, key: str, value, instance: str | None = None) -> d
         ),
         ({"models": {"Bad-Name": {"family": "autoencoder", "epochs": 1}}}, "models.Bad-Name"),
         (
+            {**MINIMAL, "evaluator": {"epochs": 2, "chanels": [8]}},
+            "evaluator.chanels: unknown key; allowed keys here: batch_size, channels",
+        ),
+        (
+            {"models": {"evaluator": {"family": "autoencoder", "epochs": 1}}},
+            "models.evaluator: the name belongs to the evaluator section",
+        ),
+        (
+            {"models": {"g": {"family": "gan", "epochs": 1, "loss": "wgan", "batch_size": 8}}},
+            "models.g.loss: Input should be 'minimax', 'nonsaturating', 'lsgan', 'hinge' or",
+        ),
+        (
+            {"models": {"g": {"family": "gan", "epochs": 1, "loss": "wgan_gp", "d_norm": "batch"}}},
+            "gradient penalty is per sample: use d_norm none or layer",
+        ),
+        (
+            {"models": {"g": {"family": "gan", "epochs": 1, "batch_size": 30, "packing": 4}}},
+            "batch_size 30 is not a multiple of packing",
+        ),
+        (with_change("train", "monitor_every", 75), "must be a multiple of log_every"),
+        (
             {"modles": {}},
-            "modles: unknown key; allowed keys here: data, evaluate, export, models, train",
+            "modles: unknown key; allowed keys here: data, evaluate, evaluator, export, models, register, serve, train",
         ),
     ],
 )

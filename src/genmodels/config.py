@@ -36,6 +36,19 @@ class TrainParams(Strict):
     checkpoint_every: Annotated[int, Field(gt=0)] = 500
     checkpoint_dir: str = "checkpoints"
     progress: Literal["auto", "bar", "log"] = "auto"
+    # steps between evaluator-space checks of the model in training (0: never); a multiple of
+    # log_every, since the numbers join the logged rows
+    monitor_every: Annotated[int, Field(ge=0)] = 0
+    monitor_samples: Annotated[int, Field(ge=10, le=20000)] = 1000
+
+    @model_validator(mode="after")
+    def _monitor_on_log_rows(self):
+        if self.monitor_every % self.log_every:
+            raise ValueError(
+                f"monitor_every ({self.monitor_every}) must be a multiple of log_every "
+                f"({self.log_every})"
+            )
+        return self
 
 
 class ModelBase(Strict):
@@ -120,7 +133,7 @@ class VAEParams(ModelBase):
 class EvaluatorParams(ModelBase):
     """The CNN classifier whose features are the space sample metrics are computed in."""
 
-    family: Literal["evaluator"]
+    family: Literal["evaluator"] = "evaluator"
     channels: Channels = [32, 64]
     features: Annotated[int, Field(gt=0)] = 128
     dropout: Annotated[float, Field(ge=0, lt=1)] = 0.3
@@ -128,15 +141,56 @@ class EvaluatorParams(ModelBase):
     label_smoothing: Annotated[float, Field(ge=0, lt=1)] = 0.0
 
 
+GANLoss = Literal["minimax", "nonsaturating", "lsgan", "hinge", "wgan_gp"]
+
+
+class AdversarialParams(ModelBase):
+    """The game's settings, shared by the GAN and the cGAN: loss and stabilisation techniques.
+
+    `lr` is the generator's learning rate; `lr_d` the discriminator's (two time-scale update
+    rule when they differ; null: the same as lr).
+    """
+
+    latent_dim: Annotated[int, Field(gt=0, le=1024)] = 64
+    loss: GANLoss = "nonsaturating"
+    n_critic: Annotated[int, Field(ge=1, le=20)] = 1  # D updates per G update
+    gp_weight: Annotated[float, Field(ge=0)] = 10.0  # wgan_gp only
+    r1_gamma: Annotated[float, Field(ge=0)] = 0.0  # 0: no R1 penalty
+    label_smoothing: Annotated[float, Field(ge=0, lt=0.5)] = 0.0  # one-sided: real target 1-s
+    spectral_norm: bool = False
+    d_norm: Literal["none", "batch", "layer"] = "none"
+    minibatch_std: bool = False
+    packing: Annotated[int, Field(ge=1, le=8)] = 1  # PacGAN: samples judged jointly
+    lr_d: Annotated[float, Field(gt=0, le=1)] | None = None
+    betas: Annotated[list[Annotated[float, Field(ge=0, lt=1)]], Field(min_length=2, max_length=2)] = [0.5, 0.999]  # fmt: skip
+    ema_decay: Annotated[float, Field(ge=0, lt=1)] = 0.999  # 0: evaluate the raw generator
+    sample_seed: int = 1234  # the fixed latent vectors of the progression grid and monitor
+
+    @model_validator(mode="after")
+    def _coherent_game(self):
+        if self.loss == "wgan_gp" and self.d_norm == "batch":
+            raise ValueError("wgan_gp's gradient penalty is per sample: use d_norm none or layer")
+        if self.batch_size % self.packing:
+            raise ValueError(f"batch_size {self.batch_size} is not a multiple of packing")
+        return self
+
+
+class GANParams(AdversarialParams):
+    family: Literal["gan"]
+    arch: Literal["conv", "mlp"] = "conv"
+    g_channels: Channels = [128, 64]  # conv: widths at 7x7 and 14x14
+    d_channels: Channels = [64, 128]  # conv: widths at 14x14 and 7x7
+    g_hidden: Hidden = [256, 512]  # mlp
+    d_hidden: Hidden = [512, 256]  # mlp
+
+
 # Each family's params class, by the `family` tag of a models.<instance> entry.
 FAMILY_PARAMS: dict[str, type[ModelBase]] = {
     "autoencoder": AutoencoderParams,
     "vae": VAEParams,
-    "evaluator": EvaluatorParams,
+    "gan": GANParams,
 }
-ModelParams = Annotated[
-    AutoencoderParams | VAEParams | EvaluatorParams, Field(discriminator="family")
-]
+ModelParams = Annotated[AutoencoderParams | VAEParams | GANParams, Field(discriminator="family")]
 
 
 class EvaluateParams(Strict):
@@ -145,6 +199,15 @@ class EvaluateParams(Strict):
     ssim_window: Annotated[int, Field(ge=3, le=27)] = 11
     ssim_sigma: Annotated[float, Field(gt=0)] = 1.5
     seed: int = 0
+    # the feature space of FID, KID and PRDC: our evaluator, or ImageNet features downloaded
+    # through torchvision where that is possible
+    features: Literal["evaluator", "inception_v3", "vgg16"] = "evaluator"
+    n_samples: Annotated[int, Field(ge=10, le=100000)] = 5000  # generated images judged
+    kid_subsets: Annotated[int, Field(gt=0)] = 50
+    kid_subset_size: Annotated[int, Field(ge=2)] = 1000
+    prdc_k: Annotated[int, Field(gt=0)] = 5
+    min_class_share: Annotated[float, Field(gt=0, lt=1)] = 0.05  # a class is covered above it
+    memorisation_samples: Annotated[int, Field(gt=0)] = 1000  # nearest-neighbour search cost
 
     @model_validator(mode="after")
     def _odd_window(self):
@@ -160,14 +223,74 @@ class ExportParams(Strict):
     n_parity: Annotated[int, Field(gt=0, le=4096)] = 64
 
 
+class Bound(Strict):
+    """A quality gate on one metric: the value must be >= min and/or <= max."""
+
+    min: float | None = None
+    max: float | None = None
+
+    @model_validator(mode="after")
+    def _some_bound(self):
+        if self.min is None and self.max is None:
+            raise ValueError("give 'min', 'max' or both")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min {self.min} is above max {self.max}")
+        return self
+
+
+# a metric of metrics/eval/<instance>.json; dots reach into nested sections ("pca.psnr")
+MetricPath = Annotated[str, Field(pattern=r"^[A-Za-z0-9_\-]+(\.[A-Za-z0-9_\-]+)*$")]
+
+
+class RegisterParams(Strict):
+    """The MLflow registry: which versions earn the alias, per model family."""
+
+    alias: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_\-]*$")] = "champion"
+    # family -> metric -> bound; a family without a gate never gets the alias
+    gates: dict[InstanceName, dict[MetricPath, Bound]] = {}
+    record: str = "reports/registry.json"
+
+
+class ServeParams(Strict):
+    """The onnxruntime HTTP service (`make serve`) and its limits on requests."""
+
+    host: str = "127.0.0.1"  # loopback only unless told otherwise
+    port: Annotated[int, Field(ge=0, le=65535)] = 8000
+    exported_dir: str = "exported"
+    from_registry: bool = False  # True: the champion versions of the MLflow registry
+    workers: Annotated[int, Field(ge=1, le=64)] = 1  # server processes, each with its sessions
+    intra_op_threads: Annotated[int, Field(ge=0, le=256)] = 1  # 0: onnxruntime's choice
+    inter_op_threads: Annotated[int, Field(ge=0, le=256)] = 1
+    max_n: Annotated[int, Field(gt=0, le=4096)] = 256  # images per request
+    max_body_bytes: Annotated[int, Field(ge=1024)] = 4_000_000
+    max_image_side: Annotated[int, Field(gt=0, le=8192)] = 512  # uploads: width and height
+    max_upscale_side: Annotated[int, Field(gt=0, le=1024)] = 128  # /upscale input, after decode
+
+
+EVALUATOR = "evaluator"  # the instance name of the evaluator section
+
+
 class Params(Strict):
     data: DataParams = DataParams()
     train: TrainParams = TrainParams()
     models: dict[InstanceName, ModelParams] = Field(min_length=1)
+    evaluator: EvaluatorParams = EvaluatorParams(epochs=6)
     evaluate: EvaluateParams = EvaluateParams()
     export: ExportParams = ExportParams()
+    # `register` would shadow BaseModel.register (ABCMeta): the YAML key is its alias
+    registry: RegisterParams = Field(RegisterParams(), alias="register")
+    serve: ServeParams = ServeParams()
 
-    def model(self, instance: str) -> ModelParams:
+    @model_validator(mode="after")
+    def _evaluator_name_is_taken(self):
+        if EVALUATOR in self.models:
+            raise ValueError(f"models.{EVALUATOR}: the name belongs to the evaluator section")
+        return self
+
+    def model(self, instance: str) -> ModelParams | EvaluatorParams:
+        """The params of an instance; `evaluator` is the top-level evaluator section."""
+        if instance == EVALUATOR:
+            return self.evaluator
         if instance not in self.models:
             raise UserError(
                 f"params.yaml: models.{instance} does not exist; "
@@ -185,7 +308,8 @@ def _schema_at(loc: tuple, raw: Any) -> type[BaseModel] | None:
         if depth == 1 and loc[0] == "models":  # an instance: its family picks the schema
             model = FAMILY_PARAMS.get(node.get("family")) if isinstance(node, dict) else None
             continue
-        field = model.model_fields.get(part) if model is not None else None
+        fields = model.model_fields if model is not None else {}
+        field = fields.get(part) or next((f for f in fields.values() if f.alias == part), None)
         annotation = getattr(field, "annotation", None)
         is_model = isinstance(annotation, type) and issubclass(annotation, BaseModel)
         model = annotation if is_model else None
@@ -194,12 +318,18 @@ def _schema_at(loc: tuple, raw: Any) -> type[BaseModel] | None:
 
 def _describe(error: dict, raw: Any) -> str:
     # pydantic puts the union tag into the location; the user never wrote it
-    loc = tuple(p for p in error["loc"] if p not in FAMILY_PARAMS)
+    # (only there: a family name may also be a key elsewhere, as in register.gates)
+    loc = tuple(
+        p
+        for i, p in enumerate(error["loc"])
+        if not (i == 2 and error["loc"][0] == "models" and p in FAMILY_PARAMS)
+    )
     path = ".".join(str(p) for p in loc)
     families = ", ".join(FAMILY_PARAMS)
     if error["type"] == "extra_forbidden":
         schema = _schema_at(loc[:-1], raw)
-        allowed = ", ".join(sorted(schema.model_fields)) if schema else "see params.yaml"
+        keys = [f.alias or n for n, f in schema.model_fields.items()] if schema else []
+        allowed = ", ".join(sorted(keys)) if schema else "see params.yaml"
         return f"{path}: unknown key; allowed keys here: {allowed}"
     if error["type"] == "union_tag_invalid":
         return (

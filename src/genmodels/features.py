@@ -1,29 +1,38 @@
-"""Feature extractors for sample metrics, and the metrics suite that judges a set of images.
+"""The evaluator space: the feature extractor that sample metrics are computed in, the real
+reference it compares with, and the metrics suite that judges a set of generated images.
 
 The default extractor is the pipeline's own evaluator (models/evaluator), trained on the same
-data; `evaluate.features` can name a torchvision network with ImageNet weights instead
-(inception_v3, vgg16) where those weights can be downloaded. Class-based metrics (classifier
-score, class coverage) always use the evaluator's classes.
+data, because ImageNet networks cannot be downloaded offline; `evaluate.features` can name a
+torchvision network with ImageNet weights instead (inception_v3, vgg16) where those can be
+fetched. Class-based metrics (classifier score, class coverage, accuracy) always use the
+evaluator's classes.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from genmodels.errors import UserError
-from genmodels.metrics.fid import fid, frechet_distance, gaussian_stats, kid
-from genmodels.metrics.memorisation import memorisation_report
+from genmodels.io import save_torch
+from genmodels.metrics.fid import frechet_distance, gaussian_stats, kid
+from genmodels.metrics.memorisation import memorisation_report, nearest_neighbour_distances
 from genmodels.metrics.modes import mode_report
 from genmodels.metrics.prdc import prdc
 
-# images float [N, C, H, W] in [0, 1] -> features [N, D]
+log = logging.getLogger(__name__)
+
+# images float [N, C, H, W] in [0, 1] -> features [N, D] (or class probabilities [N, classes])
 Extractor = Callable[[Tensor], Tensor]
+
+REFERENCE_FILE = Path("data/reference/features.pt")
+REFERENCE_HINT = "run `dvc repro evaluate_evaluator` to compute it"
 
 
 def torchvision_extractor(name: str, device: torch.device) -> Extractor:
@@ -58,74 +67,191 @@ def torchvision_extractor(name: str, device: torch.device) -> Extractor:
     return extract
 
 
-def batched(fn: Callable[[Tensor], Tensor], images: Tensor, batch_size: int) -> Tensor:
-    """`fn` over [0, 1] float batches of uint8 or float images."""
+def batched(fn: Extractor, images: Tensor, batch_size: int) -> Tensor:
+    """`fn` over [0, 1] float batches of uint8 or float images; results on the CPU."""
     out = []
     for part in images.split(batch_size):
         part = part.float().div(255.0) if part.dtype == torch.uint8 else part
-        out.append(fn(part))
+        out.append(fn(part).cpu())
     return torch.cat(out)
+
+
+@dataclass(frozen=True)
+class SuiteSettings:
+    n_samples: int  # generated images per evaluation (and real ones in the reference row)
+    kid_subsets: int
+    kid_subset_size: int
+    prdc_k: int
+    min_class_share: float  # a class is covered when it holds at least this share of samples
+    memorisation_samples: int
+    batch_size: int
+    seed: int
+
+    @classmethod
+    def from_params(cls, evaluate) -> SuiteSettings:
+        return cls(
+            n_samples=evaluate.n_samples,
+            kid_subsets=evaluate.kid_subsets,
+            kid_subset_size=evaluate.kid_subset_size,
+            prdc_k=evaluate.prdc_k,
+            min_class_share=evaluate.min_class_share,
+            memorisation_samples=evaluate.memorisation_samples,
+            batch_size=evaluate.batch_size,
+            seed=evaluate.seed,
+        )
 
 
 @dataclass
 class RealReference:
-    """Features of the real data that every generated set is compared with, computed once."""
+    """The real data every generated set is compared with, in the evaluator space.
 
-    train_features: Tensor  # a seeded subset of the training set, for KID and PRDC
-    train_stats: tuple[np.ndarray, np.ndarray]  # FID statistics of the whole training set
-    train_images: Tensor  # uint8, for the memorisation check
+    Written once by the evaluate_evaluator stage (data/reference/features.pt), read by every
+    train and evaluate stage that judges samples.
+    """
+
+    extractor: str
+    train_features: Tensor  # [N_train, D]
+    test_features: Tensor  # [N_test, D]
+    test_probabilities: Tensor  # [N_test, classes], the evaluator's posteriors
     train_labels: Tensor
-    test_images: Tensor
+    test_labels: Tensor
+    test_nn_distances: Tensor  # pixel distance of each test image to its nearest train image
+
+    def save(self, path: Path = REFERENCE_FILE) -> Path:
+        return save_torch(asdict(self), path)
+
+    @classmethod
+    def load(cls, path: Path = REFERENCE_FILE) -> RealReference:
+        if not path.is_file():
+            raise UserError(f"{path}: no reference features; {REFERENCE_HINT}")
+        try:
+            return cls(**torch.load(path, map_location="cpu", weights_only=True))
+        except Exception as exc:  # damaged or from an older layout
+            raise UserError(f"{path}: unreadable ({exc}); {REFERENCE_HINT} again") from None
 
 
-@dataclass
-class SuiteSettings:
-    n_samples: int
-    kid_subsets: int
-    kid_subset_size: int
-    prdc_k: int
-    min_class_share: float
-    num_classes: int
-    batch_size: int
-    seed: int
+class EvaluatorSpace:
+    """Features and class posteriors of images, and every metric computed from them."""
+
+    def __init__(self, extract: Extractor, classify: Extractor, reference: RealReference,
+                 train_images: Tensor, test_images: Tensor, settings: SuiteSettings,
+                 num_classes: int):  # fmt: skip
+        self.extract = extract
+        self.classify = classify
+        self.reference = reference
+        self.train_images = train_images  # uint8, for the memorisation check
+        self.test_images = test_images  # uint8, held-out inputs for monitoring reconstructions
+        self.settings = settings
+        self.num_classes = num_classes
+        self.train_stats = gaussian_stats(reference.train_features)
+        generator = torch.Generator().manual_seed(settings.seed)
+        order = torch.randperm(len(reference.train_features), generator=generator)
+        # the real side of KID and PRDC: a fixed random subset of the training features
+        self.real_subset = reference.train_features[order[: settings.n_samples]]
+
+    def features(self, images: Tensor) -> Tensor:
+        return batched(self.extract, images, self.settings.batch_size)
+
+    def probabilities(self, images: Tensor) -> Tensor:
+        return batched(self.classify, images, self.settings.batch_size)
+
+    def accuracy(self, images: Tensor, labels: Tensor) -> float:
+        predicted = self.probabilities(images).argmax(1)
+        return (predicted == labels.cpu()).double().mean().item()
+
+    def fid(self, features: Tensor) -> float:
+        return frechet_distance(*gaussian_stats(features), *self.train_stats)
+
+    def quick_metrics(self, images: Tensor) -> dict[str, float]:
+        """The cheap subset watched during training: FID, precision/recall, class histogram."""
+        features = self.features(images)
+        probs = self.probabilities(images)
+        k = min(self.settings.prdc_k, len(images) - 1)
+        scores = prdc(self.real_subset[: len(images)], features, k=k)
+        modes = mode_report(
+            probs, self.reference.train_labels, self.num_classes, self.settings.min_class_share
+        )
+        out = {
+            "fid": self.fid(features),
+            "precision": scores["precision"],
+            "recall": scores["recall"],
+            "class_coverage": float(modes["class_coverage"]),
+            "class_kl": modes["class_kl"],
+        }
+        out |= {f"class_{c}": share for c, share in enumerate(modes["class_histogram"])}
+        return out
+
+    def sample_metrics(self, images: Tensor, features: Tensor | None = None) -> dict:
+        """Every sample metric of a set of images against the real training data."""
+        s = self.settings
+        features = self.features(images) if features is None else features
+        probs = self.probabilities(images)
+        kid_mean, kid_std = kid(
+            features, self.real_subset, subsets=s.kid_subsets, subset_size=s.kid_subset_size,
+            seed=s.seed,
+        )  # fmt: skip
+        modes = mode_report(probs, self.reference.train_labels, self.num_classes, s.min_class_share)
+        return {
+            "n_samples": len(images),
+            "fid": self.fid(features),
+            "kid": kid_mean,
+            "kid_std": kid_std,
+            **prdc(self.real_subset, features, k=s.prdc_k),
+            **modes,
+            "memorisation": self.memorisation(images),
+        }
+
+    def memorisation(self, images: Tensor) -> dict:
+        """Nearest-training-image distances of the first samples against the test yardstick."""
+        subset = images[: self.settings.memorisation_samples]
+        return memorisation_report(
+            subset, self.train_images, test_nn=self.reference.test_nn_distances
+        )
 
 
-def build_reference(extract: Extractor, train_images: Tensor, train_labels: Tensor,
-                    test_images: Tensor, settings: SuiteSettings) -> RealReference:  # fmt: skip
-    all_features = batched(extract, train_images, settings.batch_size)
-    generator = torch.Generator().manual_seed(settings.seed)
-    subset = torch.randperm(len(train_images), generator=generator)[: settings.n_samples]
+def compute_reference(extractor_name: str, extract: Extractor, classify: Extractor,
+                      train_images: Tensor, train_labels: Tensor, test_images: Tensor,
+                      test_labels: Tensor, batch_size: int) -> RealReference:  # fmt: skip
+    """Features of the whole training and test sets, and the test-to-train pixel distances."""
+    log.info("reference: features of %d train and %d test images", len(train_images),
+             len(test_images))  # fmt: skip
     return RealReference(
-        train_features=all_features[subset],
-        train_stats=gaussian_stats(all_features),
-        train_images=train_images,
-        train_labels=train_labels,
-        test_images=test_images,
+        extractor=extractor_name,
+        train_features=batched(extract, train_images, batch_size),
+        test_features=batched(extract, test_images, batch_size),
+        test_probabilities=batched(classify, test_images, batch_size),
+        train_labels=train_labels.cpu(),
+        test_labels=test_labels.cpu(),
+        test_nn_distances=nearest_neighbour_distances(test_images, train_images).float(),
     )
 
 
-def sample_metrics(images: Tensor, extract: Extractor, classify: Extractor,
-                   reference: RealReference, settings: SuiteSettings) -> dict:  # fmt: skip
-    """Every sample metric of a set of images against the real training data."""
-    features = batched(extract, images, settings.batch_size)
-    probs = batched(classify, images, settings.batch_size)
-    mu, sigma = gaussian_stats(features)
-    kid_mean, kid_std = kid(
-        features, reference.train_features, subsets=settings.kid_subsets,
-        subset_size=settings.kid_subset_size, seed=settings.seed,
-    )  # fmt: skip
-    modes = mode_report(
-        probs, reference.train_labels, settings.num_classes, settings.min_class_share
+def feature_extractor(name: str, evaluator, device: torch.device) -> Extractor:
+    """The features FID, KID and PRDC are computed in: the evaluator's, or an ImageNet net's."""
+    if name == "evaluator":
+        return evaluator.features
+    return torchvision_extractor(name, device)
+
+
+def load_space(params, data, device: torch.device) -> EvaluatorSpace:
+    """The trained evaluator and the reference features written by evaluate_evaluator."""
+    from genmodels.config import EVALUATOR
+    from genmodels.models import data_info, load_trained
+
+    evaluator = load_trained(params.evaluator, EVALUATOR, data_info(data), device)
+    reference = RealReference.load()
+    wanted = params.evaluate.features
+    if reference.extractor != wanted:
+        raise UserError(
+            f"{REFERENCE_FILE}: computed with '{reference.extractor}' features but "
+            f"evaluate.features is '{wanted}'; {REFERENCE_HINT} again"
+        )
+    return EvaluatorSpace(
+        feature_extractor(wanted, evaluator, device),
+        evaluator.probabilities,
+        reference,
+        data.train_images,
+        data.test_images,
+        SuiteSettings.from_params(params.evaluate),
+        data.num_classes,
     )
-    return {
-        "n_samples": len(images),
-        "fid": frechet_distance(mu, sigma, *reference.train_stats),
-        "kid": kid_mean,
-        "kid_std": kid_std,
-        **prdc(reference.train_features, features, k=settings.prdc_k),
-        **modes,
-        "memorisation": memorisation_report(images, reference.train_images, reference.test_images),
-    }
-
-
-__all__ = ["build_reference", "fid", "sample_metrics", "torchvision_extractor"]

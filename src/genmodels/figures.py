@@ -50,3 +50,40 @@ def latent_scatter(z: Tensor, labels: Tensor, names: Sequence[str], path: Path, 
         fig.savefig(tmp, format="png")
     plt.close(fig)
     return path
+
+
+def game_curves(history: Sequence[dict[str, float]], path: Path, title: str) -> Path:
+    """The GAN game over training: losses, D's outputs, gradient norms, and the monitor."""
+
+    def column(key: str) -> tuple[list[float], list[float]]:
+        rows = [row for row in history if key in row]
+        return [row["step"] for row in rows], [row[key] for row in rows]
+
+    fig, axes = plt.subplots(2, 2, figsize=(11, 7), dpi=100)
+    panels = [
+        (axes[0, 0], ["d_loss", "g_loss"], "loss", False),
+        (axes[0, 1], ["d_real", "d_fake"], "mean D(x), D(G(z))", False),
+        (axes[1, 0], ["d_grad_norm", "g_grad_norm"], "gradient norm", True),
+        (axes[1, 1], ["monitor_precision", "monitor_recall"], "evaluator space", False),
+    ]
+    for ax, keys, label, log_scale in panels:
+        for key in keys:
+            steps, values = column(key)
+            if values:
+                ax.plot(steps, values, label=key.removeprefix("monitor_"), lw=1)
+        ax.set(xlabel="step", ylabel=label)
+        if log_scale:
+            ax.set_yscale("log")
+        ax.legend(loc="best", fontsize=8)
+    steps, coverage = column("monitor_class_coverage")
+    if coverage:
+        twin = axes[1, 1].twinx()
+        twin.plot(steps, coverage, color="tab:green", lw=1, ls="--", label="classes covered")
+        twin.set_ylabel("classes covered")
+        twin.legend(loc="lower right", fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
+    return path

@@ -106,7 +106,49 @@ def generic_sections(evals: dict[str, dict]) -> list[tuple[str, str]]:
     return [("Other instances", markdown_table(["instance", *keys], rows))]
 
 
-FAMILY_SECTIONS = {"autoencoder": autoencoder_sections, "vae": vae_sections}
+def gan_sections(evals: dict[str, dict]) -> list[tuple[str, str]]:
+    header = ["instance", "loss", "oscillation index", "classes lost", "recall drop", "FID",
+              "precision", "recall", "classes", "train s"]  # fmt: skip
+    rows = [
+        [name, m["loss"], m.get("oscillation_index", "n/a"),
+         m.get("collapse", {}).get("classes_lost", "n/a"),
+         m.get("collapse", {}).get("recall_drop", "n/a"), m["fid"], m["precision"], m["recall"],
+         m["class_coverage"], m["train_seconds"]]
+        for name, m in evals.items()
+    ]  # fmt: skip
+    return [("GAN: the game and its failures", markdown_table(header, rows))]
+
+
+FAMILY_SECTIONS = {"autoencoder": autoencoder_sections, "vae": vae_sections, "gan": gan_sections}
+
+# (column, key in the sample metrics): every generator is judged on these, beside real images
+SAMPLE_COLUMNS = [
+    ("FID", "fid"), ("KID", "kid"), ("KID std", "kid_std"), ("precision", "precision"),
+    ("recall", "recall"), ("density", "density"), ("coverage", "coverage"),
+    ("classes covered", "class_coverage"), ("class KL", "class_kl"),
+    ("classifier score", "classifier_score"), ("memorisation ratio", "memorisation.ratio"),
+]  # fmt: skip
+
+
+def sample_metrics_of(metrics: dict) -> dict | None:
+    """The sample metrics of an instance: top level for GANs, under 'samples' for VAEs."""
+    found = metrics.get("samples", metrics)
+    return found if "fid" in found else None
+
+
+def sample_quality_section(evals: dict[str, dict], reference: dict | None) -> str:
+    header = ["instance", *(name for name, _ in SAMPLE_COLUMNS)]
+    judged = {name: sample_metrics_of(m) for name, m in evals.items()}
+    rows = []
+    if reference is not None:
+        rows.append(["**reference: real test images**", *_columns(reference)])
+    rows += [[name, *_columns(m)] for name, m in judged.items() if m is not None]
+    return markdown_table(header, rows)
+
+
+def _columns(metrics: dict) -> list[Any]:
+    flat = flatten(metrics)
+    return [flat.get(key, "") for _, key in SAMPLE_COLUMNS]
 
 
 def load_evaluations(instances: Iterable[str], metrics_dir: Path) -> dict[str, dict]:
@@ -119,20 +161,41 @@ def load_evaluations(instances: Iterable[str], metrics_dir: Path) -> dict[str, d
     return evals
 
 
-def tables(evals: dict[str, dict]) -> str:
+def load_reference(metrics_dir: Path) -> tuple[dict | None, dict | None]:
+    """The evaluator's accuracy and the reference row, when evaluate_evaluator has run."""
+    found = []
+    for name in ("evaluator", "reference"):
+        path = metrics_dir / f"{name}.json"
+        found.append(json.loads(path.read_text()) if path.exists() else None)
+    return found[0], found[1]
+
+
+def tables(evals: dict[str, dict], evaluator: dict | None = None,
+           reference: dict | None = None) -> str:  # fmt: skip
     by_family: dict[str, dict[str, dict]] = {}
     for name, metrics in evals.items():
         by_family.setdefault(metrics.get("family", "other"), {})[name] = metrics
     parts = []
+    if evaluator is not None:
+        parts.append(
+            "## Sample quality in the evaluator's feature space\n\n"
+            f"Evaluator test accuracy: {evaluator['accuracy']:.4f}. FID, KID and precision / "
+            "recall / density / coverage compare generated samples with the training set in "
+            "the evaluator's penultimate-layer features; classes come from its labels. The "
+            "reference row judges real held-out test images the same way: the floor no "
+            "generator can beat.\n\n" + sample_quality_section(evals, reference) + "\n"
+        )
     for family, members in by_family.items():
         for title, table in FAMILY_SECTIONS.get(family, generic_sections)(members):
             parts.append(f"## {title}\n\n{table}\n")
     return "\n".join(parts)
 
 
-def render(evals: dict[str, dict], figures_root: Path, report_dir: Path) -> str:
+def render(evals: dict[str, dict], figures_root: Path, report_dir: Path,
+           evaluator: dict | None = None, reference: dict | None = None) -> str:  # fmt: skip
     parts = ["# Evaluation report\n", "Test-set metrics of every instance in params.yaml "
-             "(written by `dvc repro`; `make evaluate` prints these tables).\n", tables(evals)]  # fmt: skip
+             "(written by `dvc repro`; `make evaluate` prints these tables).\n",
+             tables(evals, evaluator, reference)]  # fmt: skip
     parts.append("## Figures\n")
     for name in evals:
         index_path = figures_root / name / "figures.json"

@@ -7,6 +7,7 @@ import logging
 import sys
 from collections.abc import Callable
 
+from genmodels.config import EVALUATOR
 from genmodels.errors import UserError
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -33,3 +34,8 @@ def run_stage(
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
+
+
+def dvc_stage_name(kind: str, instance: str) -> str:
+    """The DVC stage that runs `kind` for an instance: train@ae_k2, or train_evaluator."""
+    return f"{kind}_{EVALUATOR}" if instance == EVALUATOR else f"{kind}@{instance}"

@@ -25,12 +25,15 @@ DATASET = "fashion_mnist" if Path("/usr/share/datasets/fashion-mnist").exists() 
 def tiny_params() -> dict:
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params["data"] |= {"name": DATASET, "limit_train": 512, "limit_test": 256, "download": False}
-    params["train"] |= {"log_every": 2, "checkpoint_every": 5, "progress": "log"}
+    params["train"] |= {"log_every": 1, "checkpoint_every": 5, "progress": "log",
+                        "monitor_every": 4, "monitor_samples": 64}  # fmt: skip
+    params["evaluator"] |= {"epochs": 1, "batch_size": 64}
     for model in params["models"].values():
         model |= {"epochs": 1, "batch_size": 64}
         if model["family"] == "vae":
             model |= {"iwae_k": 16, "iwae_images": 32, "kl_warmup_steps": 4}
-    params["evaluate"] |= {"batch_size": 256, "n_grid": 8}
+    params["evaluate"] |= {"batch_size": 256, "n_grid": 8, "n_samples": 200, "kid_subsets": 5,
+                           "kid_subset_size": 100, "memorisation_samples": 50}  # fmt: skip
     params["export"] |= {"n_parity": 16}
     return params
 

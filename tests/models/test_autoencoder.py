@@ -71,7 +71,9 @@ def test_encoder_and_decoder_export_with_parity(digits_prepared, tmp_path):
         assert check_parity(part, path, [part.real_inputs, (part.example_inputs[0][:1],)]) < 1e-4
 
 
-def test_evaluate_compares_with_pca_and_draws_the_latent_plane(digits_prepared, tmp_path):
+def test_evaluate_compares_with_pca_and_draws_the_latent_plane(
+    digits_prepared, digits_space, tmp_path
+):
     params = AutoencoderParams(
         family="autoencoder", arch="mlp", latent_dim=2, hidden_dims=[32], epochs=1
     )
@@ -80,13 +82,15 @@ def test_evaluate_compares_with_pca_and_draws_the_latent_plane(digits_prepared, 
         train_images=digits_prepared.train_images, train_labels=digits_prepared.train_labels,
         test_images=digits_prepared.test_images, test_labels=digits_prepared.test_labels,
         figures_dir=tmp_path, batch_size=100, n_grid=8, ssim_window=7, ssim_sigma=1.5, seed=0,
-        device=torch.device("cpu"),
+        device=torch.device("cpu"), space=digits_space, n_samples=200,
     )  # fmt: skip
     result = recipe.evaluate(ctx)
     assert result.metrics["latent_dim"] == 2 and result.metrics["n_test"] == len(
         digits_prepared.test_images
     )
-    assert set(result.metrics["pca"]) == {"mse", "psnr", "ssim"}
+    assert set(result.metrics["pca"]) == {"mse", "psnr", "ssim", "recon_accuracy"}
+    # the evaluator reads the class of PCA's reconstructions better than the untrained AE's
+    assert result.metrics["pca"]["recon_accuracy"] > result.metrics["recon_accuracy"]
     # an untrained AE is far worse than PCA; the comparison must show it
     assert result.metrics["mse"] > result.metrics["pca"]["mse"]
     assert {p.name for p in result.figures.values()} == {"reconstructions.png", "latent.png"}

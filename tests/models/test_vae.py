@@ -60,28 +60,33 @@ def test_bernoulli_vae_binarises_dynamically_and_learns(digits_prepared):
     assert last < 0.8 * first
 
 
-def eval_context(prepared, tmp_path) -> EvalContext:
+def eval_context(prepared, tmp_path, digits_space) -> EvalContext:
     return EvalContext(
         train_images=prepared.train_images, train_labels=prepared.train_labels,
         test_images=prepared.test_images[:200], test_labels=prepared.test_labels[:200],
         figures_dir=tmp_path, batch_size=100, n_grid=8, ssim_window=7, ssim_sigma=1.5, seed=0,
-        device=torch.device("cpu"),
+        device=torch.device("cpu"), space=digits_space, n_samples=200,
     )  # fmt: skip
 
 
-def test_evaluation_bounds_and_lecture_figures(digits_prepared, tmp_path):
+def test_evaluation_bounds_and_lecture_figures(digits_prepared, digits_space, tmp_path):
     torch.manual_seed(0)
     recipe = vae(digits_prepared, iwae_k=64, iwae_images=200)
     x = digits_prepared.train_images.float() / 255
     for step in range(80):
         part = slice((step * 64) % 1400, (step * 64) % 1400 + 64)
         recipe.training_step(Batch(x[part], digits_prepared.train_labels[part]), step)
-    result = recipe.evaluate(eval_context(digits_prepared, tmp_path))
+    result = recipe.evaluate(eval_context(digits_prepared, tmp_path, digits_space))
     m = result.metrics
     assert m["elbo"] == pytest.approx(-(m["recon"] + m["kl"]), rel=1e-5)
     # the importance-weighted bound is tighter than the ELBO on the same images
     assert m["nll_iwae"] < -m["elbo_on_iwae_images"]
     assert m["iwae_k"] == 64 and m["iwae_images"] == 200 and 0 <= m["active_units"] <= 2
+    # prior samples are judged like a GAN's, in the evaluator space
+    samples = m["samples"]
+    assert samples["n_samples"] == 200 and samples["fid"] > 0
+    assert 0 <= samples["precision"] <= 1 and 1 <= samples["class_coverage"] <= 10
+    assert 0 <= m["recon_accuracy"] <= 1
     names = {p.name for p in result.figures.values()}
     assert names == {"reconstructions.png", "samples.png", "interpolation.png", "decoded_origin.png",
                      "latent.png", "manifold.png"}  # fmt: skip

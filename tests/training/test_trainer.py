@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 
+import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -181,3 +182,65 @@ def test_killed_training_resumes_to_the_same_result(digits_dir, tmp_path):
     wa = torch.load(plain / "models/ae/model.pt", weights_only=True)
     wb = torch.load(killed / "models/ae/model.pt", weights_only=True)
     assert all(torch.equal(wa["decoder"][k], wb["decoder"][k]) for k in wa["decoder"])
+
+
+class CountingRecipe(Recipe):
+    """Logs the step on every step and `odd` on odd steps only; its monitor counts its calls."""
+
+    family = "test_counting"
+
+    def __init__(self):
+        super().__init__(None, DataInfo("toy", (1, 2, 2), 10), torch.device("cpu"))
+        self.net = nn.Linear(1, 1)
+        self.opt = torch.optim.SGD(self.net.parameters(), lr=0.0)
+        self.monitor_calls = 0
+
+    def modules(self):
+        return {"net": self.net}
+
+    def optimizers(self):
+        return {"sgd": self.opt}
+
+    def training_step(self, batch, step):
+        logged = {"step_value": float(step)}
+        if step % 2 == 1:
+            logged["odd"] = float(step)
+        return logged
+
+    def monitor(self):
+        self.monitor_calls += 1
+        return {"calls": float(self.monitor_calls)}
+
+    def summarise(self, history):
+        return {"rows": len(history)}
+
+    def evaluate(self, ctx):
+        raise NotImplementedError
+
+    def exportables(self, real_images=None):
+        return []
+
+
+def test_rows_average_each_number_over_the_steps_that_logged_it(tmp_path):
+    recipe = CountingRecipe()
+    images = torch.zeros(16, 1, 2, 2, dtype=torch.uint8)
+    trainer = Trainer(
+        recipe, images, torch.zeros(16, dtype=torch.long), budget=Budget(steps=16),
+        batch_size=4, settings=TrainParams(log_every=4, monitor_every=8, progress="log"),
+        outputs=outputs_in(tmp_path), fingerprint="count",
+    )  # fmt: skip
+    final = trainer.fit()
+    rows = [line.split(",") for line in outputs_in(tmp_path).plots.read_text().splitlines()]
+    assert rows[0] == ["step", "epoch", "step_value", "odd", "monitor_calls"]
+    # steps 0..3: mean 1.5; odd steps 1 and 3: mean 2; the monitor joins every second row
+    assert rows[1] == ["4", "1", "1.5", "2", ""]
+    assert rows[2] == ["8", "2", "5.5", "6", "1"]
+    assert rows[4] == ["16", "4", "13.5", "14", "2"]
+    assert recipe.monitor_calls == 2
+    # the final figures: means over the last epoch (4 steps), and the recipe's summary
+    assert final["step_value"] == 13.5 and final["odd"] == 14.0 and final["rows"] == 4
+
+
+def test_monitor_interval_must_fall_on_logged_rows():
+    with pytest.raises(ValueError, match="multiple of log_every"):
+        TrainParams(log_every=50, monitor_every=120)

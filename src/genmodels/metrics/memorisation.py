@@ -54,16 +54,26 @@ def nearest_neighbour_distances(queries: Images, reference: Images, chunk: int =
 
 
 def memorisation_report(
-    generated: Images, train: Images, test: Images, quantile: float = 0.05, chunk: int = 2048
+    generated: Images,
+    train: Images,
+    test: Images | None = None,
+    quantile: float = 0.05,
+    chunk: int = 2048,
+    test_nn: Tensor | None = None,
 ) -> dict[str, float]:
     """Nearest-training-image distances of generated and of real test images, compared.
 
     ratio = generated_to_train / test_to_train: well below 1 means the samples are closer to the
     training images than unseen real images are, i.e. copies. copied_fraction is the share of
     generated samples closer to the training set than the `quantile` (5 %) of test images are.
+    `test_nn`, the test images' distances computed once beforehand, replaces `test`.
     """
+    if (test is None) == (test_nn is None):
+        raise ValueError("give the test images or their precomputed distances, not both")
     gen_nn = nearest_neighbour_distances(generated, train, chunk)
-    test_nn = nearest_neighbour_distances(test, train, chunk)
+    if test_nn is None:
+        test_nn = nearest_neighbour_distances(test, train, chunk)
+    test_nn = test_nn.double()
     test_to_train = test_nn.mean().item()
     if test_to_train == 0:
         raise ValueError("every test image is also in the training set; the split is broken")

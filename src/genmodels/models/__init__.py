@@ -21,6 +21,10 @@ def recipe_class(family: str) -> type[Recipe]:
         from genmodels.models.vae import VAERecipe
 
         return VAERecipe
+    if family == "gan":
+        from genmodels.models.gan import GANRecipe
+
+        return GANRecipe
     if family == "evaluator":
         from genmodels.models.evaluator import EvaluatorRecipe
 

@@ -153,6 +153,19 @@ class AutoencoderRecipe(Recipe):
     def reconstruct(self, images: Tensor) -> Tensor:
         return self.decoder(self.encoder(images))
 
+    def monitor(self) -> dict[str, float]:
+        """Held-out reconstruction error, and how much of the class survives the bottleneck."""
+        if self.space is None:
+            return {}
+        images = self.space.test_images[: self.monitor_samples].float() / 255.0
+        with self.evaluating():
+            recon = self.reconstruct(images.to(self.device)).cpu()
+        labels = self.space.reference.test_labels[: len(images)]
+        return {
+            "test_mse": F.mse_loss(recon, images).item(),
+            "recon_accuracy": self.space.accuracy(recon, labels),
+        }
+
     def evaluate(self, ctx: EvalContext) -> EvalResult:
         self.train(False)
         k = self.params.latent_dim
@@ -165,7 +178,9 @@ class AutoencoderRecipe(Recipe):
             "latent_dim": k,
             "n_test": len(originals),
             **reconstruction_quality(originals, recon, **quality),
-            "pca": reconstruction_quality(originals, pca_recon, **quality),
+            "pca": reconstruction_quality(originals, pca_recon, **quality)
+            | {"recon_accuracy": ctx.space.accuracy(pca_recon, ctx.test_labels)},
+            "recon_accuracy": ctx.space.accuracy(recon, ctx.test_labels),
             "sparsity": silent_fraction(codes, self.params.sparsity_threshold),
             "sparsity_threshold": self.params.sparsity_threshold,
             "mean_abs_code": codes.abs().mean().item(),

@@ -94,19 +94,23 @@ class EvaluatorRecipe(Recipe):
         return {"loss": loss.detach(), "accuracy": accuracy.detach()}
 
     @torch.no_grad()
-    def predict(self, images_uint8: Tensor, batch_size: int) -> tuple[Tensor, Tensor]:
-        """Class probabilities and features of uint8 images, on the CPU."""
+    def features(self, images: Tensor) -> Tensor:
+        """Penultimate-layer features of [0, 1] images: the space of FID and PRDC."""
         self.train(False)
-        graph = ProbabilitiesAndFeatures(self.classifier)
-        probs, feats = [], []
-        for part in images_uint8.split(batch_size):
-            p, f = graph(part.to(self.device).float().div_(255.0))
-            probs.append(p.cpu())
-            feats.append(f.cpu())
-        return torch.cat(probs), torch.cat(feats)
+        return self.classifier.features(images.to(self.device))
+
+    @torch.no_grad()
+    def probabilities(self, images: Tensor) -> Tensor:
+        self.train(False)
+        return torch.softmax(self.classifier(images.to(self.device)), dim=1)
 
     def evaluate(self, ctx: EvalContext) -> EvalResult:
-        probs, _ = self.predict(ctx.test_images, ctx.batch_size)
+        probs = torch.cat(
+            [
+                self.probabilities(part.float() / 255.0).cpu()
+                for part in ctx.test_images.split(ctx.batch_size)
+            ]
+        )
         predicted = probs.argmax(1)
         correct = predicted == ctx.test_labels
         per_class = [

@@ -27,6 +27,8 @@ from genmodels.metrics.likelihood import (
 from genmodels.nn.blocks import conv_decoder, conv_encoder, mlp_decoder, mlp_encoder
 from genmodels.training.recipe import Batch, DataInfo, EvalContext, EvalResult, Exportable, Recipe
 
+MONITOR_SEED = 1234  # the fixed prior draws watched while training
+
 
 class GaussianEncoder(nn.Module):
     """image -> (mean, logvar) of q(z | x)."""
@@ -160,8 +162,33 @@ class VAERecipe(Recipe):
             "iwae_images": len(subset),
             "active_units": active_units(means, p.active_unit_threshold),
             **reconstruction_quality(images, recon, ctx.ssim_window, ctx.ssim_sigma),
+            "recon_accuracy": ctx.space.accuracy(recon, ctx.test_labels),
         }
+        # generation, the reason a VAE exists: decoded draws from the prior, judged like GANs'
+        z = torch.randn(
+            ctx.n_samples, p.latent_dim, generator=torch.Generator().manual_seed(ctx.seed)
+        )
+        samples = torch.cat(
+            [self.decode_mean(part.to(device)).cpu() for part in z.split(ctx.batch_size)]
+        )
+        metrics["samples"] = ctx.space.sample_metrics(samples)
         return EvalResult(metrics=metrics, figures=self._figures(ctx, images, recon, means))
+
+    def monitor(self) -> dict[str, float]:
+        """Samples from the prior in the evaluator space, and reconstructions' class accuracy."""
+        if self.space is None:
+            return {}
+        n = self.monitor_samples
+        z = torch.randn(
+            n, self.params.latent_dim, generator=torch.Generator().manual_seed(MONITOR_SEED)
+        )
+        images = self.space.test_images[:n].float() / 255.0
+        with self.evaluating():
+            samples = self.decode_mean(z.to(self.device)).cpu()
+            recon = self.decode_mean(self.encoder(images.to(self.device))[0]).cpu()
+        watched = self.space.quick_metrics(samples)
+        labels = self.space.reference.test_labels[:n]
+        return watched | {"recon_accuracy": self.space.accuracy(recon, labels)}
 
     def _figures(self, ctx: EvalContext, images: Tensor, recon: Tensor, means: Tensor):
         n, k, out, device = ctx.n_grid, self.params.latent_dim, ctx.figures_dir, ctx.device

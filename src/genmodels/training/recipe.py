@@ -7,6 +7,8 @@ export stage drive it without knowing which model it is.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -62,6 +64,10 @@ class EvalContext:
     ssim_sigma: float
     seed: int
     device: torch.device
+    space: Any = None  # genmodels.features.EvaluatorSpace: features, classes, sample metrics
+    n_samples: int = 0  # generated images to judge
+    train_history: list[dict[str, float]] = field(default_factory=list)  # the logged rows
+    train_metrics: dict[str, Any] = field(default_factory=dict)  # metrics/train/<instance>
 
 
 @dataclass
@@ -80,6 +86,12 @@ class Recipe(ABC):
         self.params = params
         self.data = data
         self.device = device
+        self.space: Any = None  # the evaluator space (genmodels.features), when monitoring
+        self.monitor_samples = 0
+
+    def attach_space(self, space: Any, monitor_samples: int) -> None:
+        """Gives the recipe the evaluator space its monitor() judges samples in."""
+        self.space, self.monitor_samples = space, monitor_samples
 
     @abstractmethod
     def modules(self) -> dict[str, nn.Module]:
@@ -99,6 +111,16 @@ class Recipe(ABC):
     def end_of_epoch(self, epoch: int) -> None:  # noqa: B027 - optional hook
         """Called after each full epoch (schedulers, sample grids)."""
 
+    def monitor(self) -> dict[str, float]:
+        """Numbers watched during training every `train.monitor_every` steps (in the evaluator
+        space: FID, recall, class histogram ...). Must not draw from the global RNG, so that a
+        resumed run sees the same numbers."""
+        return {}
+
+    def summarise(self, history: list[dict[str, float]]) -> dict[str, Any]:
+        """Figures computed from the logged rows for metrics/train (an oscillation index ...)."""
+        return {}
+
     @abstractmethod
     def evaluate(self, ctx: EvalContext) -> EvalResult:
         """Metrics and figures on the test set."""
@@ -117,6 +139,18 @@ class Recipe(ABC):
     def train(self, mode: bool = True) -> None:
         for module in self.modules().values():
             module.train(mode)
+
+    @contextmanager
+    def evaluating(self) -> Iterator[None]:
+        """Eval mode and no gradients for a look at the model mid-training; modes restored."""
+        modes = {name: module.training for name, module in self.modules().items()}
+        self.train(False)
+        try:
+            with torch.no_grad():
+                yield
+        finally:
+            for name, module in self.modules().items():
+                module.train(modes[name])
 
     def state_dict(self) -> dict[str, Any]:
         return {name: m.state_dict() for name, m in self.modules().items()}

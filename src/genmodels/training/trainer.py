@@ -107,9 +107,9 @@ class Trainer:
             "step": 0,
             "history": [],  # one row per log interval
             "window": {},  # sums since the last logged row
-            "window_count": 0,
+            "window_count": {},  # per key: a recipe may log a number on some steps only
             "epoch": {},  # sums over the current epoch: the final figures
-            "epoch_count": 0,
+            "epoch_count": {},
             "run_id": None,
             "elapsed": 0.0,
         }
@@ -172,6 +172,7 @@ class Trainer:
         state = self._load_checkpoint() or self._fresh_state()
         self.recipe.train(True)
         log_every, ckpt_every = self.settings.log_every, self.settings.checkpoint_every
+        monitor_every = self.settings.monitor_every
         with self.open_run(state["run_id"]) as run:
             state["run_id"] = run.run_id
             bar = tqdm(
@@ -189,20 +190,22 @@ class Trainer:
                 if order is None or index == 0:
                     order = self._epoch_order(epoch)
                     if index == 0:
-                        state["epoch"], state["epoch_count"] = {}, 0
+                        state["epoch"], state["epoch_count"] = {}, {}
                 values = self.recipe.training_step(self._batch(order, index), step)
                 for key, value in values.items():
                     value = value.detach() if isinstance(value, Tensor) else float(value)
-                    state["window"][key] = state["window"].get(key, 0.0) + value
-                    state["epoch"][key] = state["epoch"].get(key, 0.0) + value
-                state["window_count"] += 1
-                state["epoch_count"] += 1
+                    for sums, counts in (("window", "window_count"), ("epoch", "epoch_count")):
+                        state[sums][key] = state[sums].get(key, 0.0) + value
+                        state[counts][key] = state[counts].get(key, 0) + 1
                 done = step + 1
                 bar.update(1)
                 if done % self.steps_per_epoch == 0:
                     self.recipe.end_of_epoch(epoch)
                 if done % log_every == 0 or done == self.total_steps:
                     row = self._flush_window(state, done, epoch)
+                    if monitor_every and (done % monitor_every == 0 or done == self.total_steps):
+                        watched = self.recipe.monitor()
+                        row |= {f"monitor_{k}": v for k, v in watched.items()}
                     run.log_metrics({k: v for k, v in row.items() if k not in ("step",)}, step=done)
                     bar.set_postfix(
                         {k: f"{v:.4g}" for k, v in row.items() if k not in ("step", "epoch")}
@@ -228,16 +231,16 @@ class Trainer:
         return final
 
     def _flush_window(self, state: dict[str, Any], done: int, epoch: int) -> dict[str, float]:
-        count = max(1, state["window_count"])
         row = {"step": done, "epoch": epoch + 1}
-        row |= {k: float(v) / count for k, v in state["window"].items()}
+        row |= {k: float(v) / state["window_count"][k] for k, v in state["window"].items()}
         state["history"].append(row)
-        state["window"], state["window_count"] = {}, 0
+        state["window"], state["window_count"] = {}, {}
         return row
 
     def _final_metrics(self, state: dict[str, Any], elapsed: float) -> dict[str, Any]:
-        count = max(1, state["epoch_count"])
-        final: dict[str, Any] = {k: float(v) / count for k, v in state["epoch"].items()}
+        final: dict[str, Any] = {
+            k: float(v) / state["epoch_count"][k] for k, v in state["epoch"].items()
+        }
         images = self.total_steps * self.batch_size
         final |= {
             "steps": self.total_steps,
@@ -246,6 +249,7 @@ class Trainer:
             "train_seconds": round(elapsed, 2),
             "images_per_second": round(images / elapsed, 1) if elapsed > 0 else math.inf,
         }
+        final |= self.recipe.summarise(state["history"])
         return final
 
     def _write_outputs(self, state: dict[str, Any], final: dict[str, Any]) -> None:

@@ -1,0 +1,297 @@
+"""make bench-serve: serving speed of every exported graph -> reports/bench/serve.json.
+
+Per graph: latency p50/p99 at batch 1 and 64 of onnxruntime and of the PyTorch eager module
+it was exported from (rebuilt from models/<instance>/model.pt), in this process with the
+same thread count; and, against `genmodels serve` on 127.0.0.1, HTTP p50/p99 and throughput
+under 32 concurrent keep-alive clients each asking for one 28x28 sample. Not a stage: the
+numbers depend on the machine, so they are written but not tracked by DVC.
+"""
+
+import asyncio
+import base64
+import io
+import json
+import logging
+import os
+import platform
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import torch
+from PIL import Image
+
+from genmodels.config import load_params
+from genmodels.data.prepared import load_prepared
+from genmodels.errors import UserError
+from genmodels.io import write_json
+from genmodels.models import data_info, load_trained
+from genmodels.registry import example_inputs
+from genmodels.serving.store import ModelStore, session_options
+from genmodels.stage import run_stage
+
+log = logging.getLogger("bench_serve")
+BATCHES = (1, 64)
+
+
+def percentiles(seconds: list[float]) -> dict[str, float]:
+    ms = np.asarray(seconds) * 1000.0
+    return {
+        "p50_ms": round(float(np.percentile(ms, 50)), 4),
+        "p99_ms": round(float(np.percentile(ms, 99)), 4),
+        "runs": len(ms),
+    }
+
+
+def time_interleaved(calls: dict, budget_s: float, max_runs: int, chunk: int = 25) -> dict:
+    """Latencies of each call, measured in alternating chunks after a warm-up.
+
+    Alternating keeps a load that varies over time (other work on the machine) from favouring
+    whichever runtime happened to be timed in the quiet moment.
+    """
+    for call in calls.values():
+        for _ in range(10):
+            call()
+    times: dict[str, list[float]] = {name: [] for name in calls}
+    end = time.perf_counter() + budget_s * len(calls)
+    while min(len(t) for t in times.values()) < max_runs and (
+        min(len(t) for t in times.values()) < 4 * chunk or time.perf_counter() < end
+    ):
+        for name, call in calls.items():
+            for _ in range(chunk):
+                start = time.perf_counter()
+                call()
+                times[name].append(time.perf_counter() - start)
+    return {name: percentiles(t) for name, t in times.items()}
+
+
+def torch_modules(params, instances: set[str]) -> dict[str, dict[str, torch.nn.Module]]:
+    """instance -> graph name -> its eager module (CPU, eval), or an error string."""
+    out: dict[str, dict] = {}
+    info = data_info(load_prepared(params.data.prepared_dir))
+    for instance in sorted(instances):
+        try:
+            recipe = load_trained(params.model(instance), instance, info, torch.device("cpu"))
+            out[instance] = {e.name: e.module.cpu().eval() for e in recipe.exportables()}
+        except (UserError, KeyError) as exc:
+            out[instance] = {"error": str(exc)}
+    return out
+
+
+def bench_graph(path: Path, module, threads: int, budget_s: float) -> dict:
+    options = session_options(threads, 1)
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    result: dict = {"onnxruntime": {}, "pytorch_eager": {}}
+    for batch in BATCHES:
+        feed = example_inputs(path, batch=batch)
+        calls = {"onnxruntime": lambda feed=feed: session.run(None, feed)}
+        if isinstance(module, torch.nn.Module):
+            args = tuple(torch.from_numpy(v) for v in feed.values())
+
+            def eager(args=args):
+                with torch.inference_mode():
+                    module(*args)
+
+            calls["pytorch_eager"] = eager
+        timed = time_interleaved(calls, budget_s, 2000 if batch == 1 else 200)
+        for name, stats in timed.items():
+            result[name][f"batch_{batch}"] = stats
+    if isinstance(module, torch.nn.Module):
+        ort_p50 = result["onnxruntime"]["batch_1"]["p50_ms"]
+        torch_p50 = result["pytorch_eager"]["batch_1"]["p50_ms"]
+        result["speedup_batch_1"] = round(torch_p50 / ort_p50, 2)
+        ort_64 = result["onnxruntime"]["batch_64"]["p50_ms"]
+        result["speedup_batch_64"] = round(
+            result["pytorch_eager"]["batch_64"]["p50_ms"] / ort_64, 2
+        )
+    else:
+        result["pytorch_eager"] = {"error": module}
+    return result
+
+
+# ---------------------------------------------------------------- HTTP load
+
+
+def _request(path: str, body: dict) -> bytes:
+    data = json.dumps(body).encode()
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        f"Accept: image/png\r\nContent-Length: {len(data)}\r\n\r\n"
+    )
+    return head.encode() + data
+
+
+async def _client(port: int, requests: list[bytes], times: list[float], errors: list[str]):
+    """One keep-alive connection sending its requests one after the other."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        for request in requests:
+            start = time.perf_counter()
+            writer.write(request)
+            status = (await reader.readline()).split(b" ", 2)
+            length = 0
+            while (line := await reader.readline()) not in (b"\r\n", b""):
+                name, _, value = line.partition(b":")
+                if name.strip().lower() == b"content-length":
+                    length = int(value)
+            body = await reader.readexactly(length)
+            times.append(time.perf_counter() - start)
+            if len(status) < 2 or status[1] != b"200" or not body.startswith(b"\x89PNG"):
+                errors.append(f"{status[1:2]} {body[:120]!r}")
+    finally:
+        writer.close()
+
+
+def http_load(port: int, path: str, body: dict, clients: int, total: int) -> dict:
+    """HTTP p50/p99 and throughput of `total` requests spread over `clients` connections."""
+    times: list[float] = []
+    errors: list[str] = []
+    per = [[_request(path, body) for _ in range(total // clients)] for _ in range(clients)]
+
+    async def run() -> float:
+        warm = [_client(port, [_request(path, body)] * 5, [], errors) for _ in range(clients)]
+        await asyncio.gather(*warm)
+        start = time.perf_counter()
+        await asyncio.gather(*(_client(port, r, times, errors) for r in per))
+        return time.perf_counter() - start
+
+    elapsed = asyncio.run(run())
+    return {
+        **percentiles(times),
+        "throughput_rps": round(len(times) / elapsed, 1),
+        "clients": clients,
+        "errors": len(errors),
+        "first_error": errors[0] if errors else None,
+    }
+
+
+def http_target(model: dict, graph: str) -> tuple[str, dict] | None:
+    """The request that asks this graph for one 28x28 sample, or None (no such endpoint)."""
+    name = model["name"]
+    task = model["graphs"][graph]["task"]
+    sample = Image.fromarray((np.random.default_rng(0).random((28, 28)) * 255).astype(np.uint8))
+    if task in ("generate", "decode"):
+        return f"/generate/{name}", {"n": 1, "seed": 0}
+    if task == "encode" and "reconstruct" in model["endpoints"]:
+        return f"/reconstruct/{name}", {"image": _png(sample)}
+    if task == "translate":
+        direction = graph.removeprefix("generator_")
+        return f"/translate/{name}", {"image": _png(sample), "direction": direction}
+    if task == "upscale":
+        scale = int(model.get("scale") or 1)
+        return f"/upscale/{name}", {"image": _png(sample.resize((28 // scale, 28 // scale)))}
+    return None
+
+
+def _png(image: Image.Image) -> str:
+    buf = io.BytesIO()
+    image.save(buf, format="PNG")
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_service(params_path: str, exported: str, workers: int) -> tuple[subprocess.Popen, int]:
+    port = _free_port()
+    cmd = [sys.executable, "-m", "genmodels.cli", "serve", "--params", params_path,
+           "--exported-dir", exported, "--port", str(port), "--workers", str(workers)]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return proc, port
+        except OSError:
+            if proc.poll() is not None:
+                raise RuntimeError("genmodels serve exited at start") from None
+            time.sleep(0.3)
+    proc.kill()
+    raise RuntimeError("genmodels serve did not start within 60 s")
+
+
+def main(args) -> None:
+    params = load_params(args.params)
+    settings = params.serve
+    exported = Path(settings.exported_dir)
+    store = ModelStore.scan(exported)
+    graphs = [(m, g) for m in store.models.values() for g in m.graphs.values() if g.ok]
+    if not graphs:
+        raise UserError(f"{exported}: no loadable ONNX graphs; run `dvc repro` (export) first")
+    threads = settings.intra_op_threads or os.cpu_count() or 1
+    workers = args.workers or settings.workers
+    torch.set_num_threads(threads)
+    modules = torch_modules(params, {m.name for m, _ in graphs})
+    report: dict = {
+        "machine": {
+            "cpus": os.cpu_count(),
+            "processor": platform.processor() or platform.machine(),
+            "threads": threads,
+            "workers": workers,
+            # other work on the machine skews every number: the load when the bench started
+            "loadavg_1min_at_start": round(os.getloadavg()[0], 2),
+            "onnxruntime": ort.__version__,
+            "torch": torch.__version__,
+        },
+        "http": {"clients": args.clients, "requests": args.requests, "accept": "image/png"},
+        "graphs": {},
+    }
+    for model, graph in graphs:
+        module = modules[model.name].get(graph.name, modules[model.name].get("error"))
+        log.info("%s/%s: in-process latency", model.name, graph.name)
+        report["graphs"][f"{model.name}/{graph.name}"] = bench_graph(
+            Path(graph.source), module, threads, args.budget
+        )
+
+    proc, port = start_service(args.params, str(exported), workers)
+    try:
+        described = {m.name: m.describe() for m in store.models.values()}
+        for model, graph in graphs:
+            target = http_target(described[model.name], graph.name)
+            if target is None:
+                continue
+            log.info("%s/%s: HTTP %s under %d clients", model.name, graph.name, target[0],
+                     args.clients)  # fmt: skip
+            report["graphs"][f"{model.name}/{graph.name}"]["http"] = {
+                "endpoint": target[0],
+                **http_load(port, *target, clients=args.clients, total=args.requests),
+            }
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+
+    targets = {"onnxruntime_2x_faster_at_batch_1": {}, "http_p99_at_most_20_ms": {}}
+    for name, r in report["graphs"].items():
+        if "speedup_batch_1" in r and name.split("/")[1] in ("decoder", "generator"):
+            targets["onnxruntime_2x_faster_at_batch_1"][name] = r["speedup_batch_1"] >= 2.0
+        if "http" in r and r["http"]["endpoint"].startswith("/generate/"):
+            targets["http_p99_at_most_20_ms"][name] = r["http"]["p99_ms"] <= 20.0
+    report["targets"] = targets
+    write_json(args.out, report)
+    for name, r in report["graphs"].items():
+        ort1 = r["onnxruntime"]["batch_1"]["p50_ms"]
+        eager = r["pytorch_eager"].get("batch_1", {}).get("p50_ms", float("nan"))
+        http = r.get("http", {})
+        print(f"{name:28s} ort b1 p50 {ort1:8.3f} ms  eager b1 p50 {eager:8.3f} ms  "
+              f"http p99 {http.get('p99_ms', float('nan')):7.2f} ms "
+              f"{http.get('throughput_rps', float('nan')):7.0f} req/s")  # fmt: skip
+    print(f"written to {args.out}")
+
+
+def add_args(parser) -> None:
+    parser.add_argument("--out", default="reports/bench/serve.json")
+    parser.add_argument("--clients", type=int, default=32, help="concurrent HTTP clients")
+    parser.add_argument("--requests", type=int, default=3200, help="HTTP requests per graph")
+    parser.add_argument("--budget", type=float, default=2.0, help="seconds per latency series")
+    parser.add_argument("--workers", type=int, help="server processes (params serve.workers)")
+
+
+if __name__ == "__main__":
+    run_stage(main, "Serving benchmark: onnxruntime vs PyTorch eager, and HTTP", add_args)

@@ -1,0 +1,152 @@
+"""Generators and discriminators of the GAN families, conv (DCGAN rules, Radford et al. 2016)
+or MLP.
+
+Pixels are [0, 1] at every boundary: a generator ends in tanh and maps it to [0, 1]; a
+discriminator maps its image input to [-1, 1] first. Both take conditioning the cGAN needs:
+extra input features for the generator, extra input channels for the discriminator.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from genmodels.nn.adversarial import MinibatchStdDev, pack
+
+
+class ConvGenerator(nn.Module):
+    """z -> Linear -> [C0, H/4, W/4] -> two stride-2 transposed convs -> image in [0, 1]."""
+
+    def __init__(self, in_features: int, channels: Sequence[int], image_shape: Sequence[int]):
+        super().__init__()
+        c, h, w = image_shape
+        if len(channels) != 2 or h % 4 or w % 4:
+            raise ValueError(f"the conv generator takes 2 widths and H, W divisible by 4: {h}x{w}")
+        first, second = channels
+        cells = first * (h // 4) * (w // 4)
+        self.body = nn.Sequential(
+            nn.Linear(in_features, cells, bias=False),
+            nn.BatchNorm1d(cells),
+            nn.ReLU(),
+            nn.Unflatten(1, (first, h // 4, w // 4)),
+            nn.ConvTranspose2d(first, second, 4, 2, 1, bias=False),
+            nn.BatchNorm2d(second),
+            nn.ReLU(),
+            nn.ConvTranspose2d(second, c, 4, 2, 1),
+            nn.Tanh(),
+        )
+
+    def forward(self, z: Tensor) -> Tensor:
+        return (self.body(z) + 1.0) * 0.5
+
+
+class MLPGenerator(nn.Module):
+    def __init__(self, in_features: int, hidden: Sequence[int], image_shape: Sequence[int]):
+        super().__init__()
+        c, h, w = image_shape
+        layers: list[nn.Module] = []
+        width = in_features
+        for size in hidden:
+            layers += [nn.Linear(width, size, bias=False), nn.BatchNorm1d(size), nn.ReLU()]
+            width = size
+        layers += [nn.Linear(width, c * h * w), nn.Tanh(), nn.Unflatten(1, (c, h, w))]
+        self.body = nn.Sequential(*layers)
+
+    def forward(self, z: Tensor) -> Tensor:
+        return (self.body(z) + 1.0) * 0.5
+
+
+def _norm(kind: str, channels: int) -> nn.Module:
+    if kind == "batch":
+        return nn.BatchNorm2d(channels)
+    if kind == "layer":  # normalises each sample alone: valid under gradient penalties
+        return nn.GroupNorm(1, channels)
+    return nn.Identity()
+
+
+class ConvTrunk(nn.Module):
+    """Stride-2 convs with leaky ReLU (28 -> 14 -> 7), optional minibatch std, flattened."""
+
+    def __init__(self, in_channels: int, channels: Sequence[int], image_hw: Sequence[int],
+                 norm: str, minibatch_std: bool):  # fmt: skip
+        super().__init__()
+        h, w = image_hw
+        layers: list[nn.Module] = []
+        for index, width in enumerate(channels):
+            layers.append(nn.Conv2d(in_channels, width, 4, 2, 1))
+            if index > 0:  # DCGAN: no normalisation on the first layer
+                layers.append(_norm(norm, width))
+            layers.append(nn.LeakyReLU(0.2))
+            in_channels, h, w = width, h // 2, w // 2
+        self.convs = nn.Sequential(*layers)
+        self.mbstd = MinibatchStdDev() if minibatch_std else None
+        self.out_features = (in_channels + int(minibatch_std)) * h * w
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = self.convs(x)
+        if self.mbstd is not None:
+            h = self.mbstd(h)
+        return h.flatten(1)
+
+
+class MLPTrunk(nn.Module):
+    def __init__(self, in_features: int, hidden: Sequence[int], minibatch_std: bool):
+        super().__init__()
+        layers: list[nn.Module] = [nn.Flatten()]
+        for size in hidden:
+            layers += [nn.Linear(in_features, size), nn.LeakyReLU(0.2)]
+            in_features = size
+        self.layers = nn.Sequential(*layers)
+        self.mbstd = MinibatchStdDev() if minibatch_std else None
+        self.out_features = in_features + int(minibatch_std)
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = self.layers(x)
+        if self.mbstd is not None:
+            h = self.mbstd(h[:, :, None, None]).flatten(1)
+        return h
+
+
+class Discriminator(nn.Module):
+    """A trunk to a feature vector, then a linear head: one raw score per (packed) sample.
+
+    `features()` is the trunk alone, which the cGAN's projection discriminator builds on.
+    """
+
+    def __init__(self, trunk: nn.Module, packing: int = 1):
+        super().__init__()
+        self.trunk = trunk
+        self.packing = packing
+        self.head = nn.Linear(trunk.out_features, 1)
+
+    def features(self, images: Tensor, channels: Tensor | None = None) -> Tensor:
+        x = images * 2.0 - 1.0
+        if channels is not None:  # conditioning maps (cGAN by concatenation)
+            x = torch.cat([x, channels], dim=1)
+        if self.packing > 1:
+            x = pack(x, self.packing)
+        return self.trunk(x)
+
+    def forward(self, images: Tensor, channels: Tensor | None = None) -> Tensor:
+        return self.head(self.features(images, channels))
+
+
+def build_generator(arch: str, in_features: int, channels: Sequence[int],
+                    hidden: Sequence[int], image_shape: Sequence[int]) -> nn.Module:  # fmt: skip
+    if arch == "mlp":
+        return MLPGenerator(in_features, hidden, image_shape)
+    return ConvGenerator(in_features, channels, image_shape)
+
+
+def build_discriminator(arch: str, image_shape: Sequence[int], channels: Sequence[int],
+                        hidden: Sequence[int], *, extra_channels: int = 0, packing: int = 1,
+                        norm: str = "none", minibatch_std: bool = False) -> Discriminator:  # fmt: skip
+    c, h, w = image_shape
+    in_channels = (c + extra_channels) * packing
+    if arch == "mlp":
+        trunk: nn.Module = MLPTrunk(in_channels * h * w, hidden, minibatch_std)
+    else:
+        trunk = ConvTrunk(in_channels, channels, (h, w), norm, minibatch_std)
+    return Discriminator(trunk, packing)

@@ -1,0 +1,418 @@
+"""The model store: one onnxruntime session per ONNX graph, its metadata and its status.
+
+Graphs come from exported/<instance>/<graph>.onnx or from the champion versions of the MLflow
+registry. A graph that is missing, unreadable or off the ONNX contract is kept as unavailable
+with the reason, so /health can say what is wrong while the other models keep serving.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+
+log = logging.getLogger(__name__)
+
+# The graphs each family exports (the ONNX contract); an instance missing one is degraded.
+EXPECTED_GRAPHS: dict[str, tuple[str, ...]] = {
+    "autoencoder": ("encoder", "decoder"),
+    "vae": ("encoder", "decoder"),
+    "gan": ("generator",),
+    "cgan": ("generator",),
+    "cyclegan": ("generator_ab", "generator_ba"),
+    "srgan": ("generator",),
+    "evaluator": ("classifier",),
+}
+# The task of a graph whose metadata does not name one (files exported before the key existed).
+_TASK_BY_GRAPH = {
+    "encoder": "encode",
+    "decoder": "decode",
+    "generator": "generate",
+    "generator_ab": "translate",
+    "generator_ba": "translate",
+    "classifier": "classify",
+}
+TASKS = ("encode", "decode", "generate", "translate", "upscale", "classify")
+IMAGE_SIDE = 28
+
+
+@dataclass
+class TensorInfo:
+    name: str
+    shape: list[int | str | None]
+    type: str
+
+    def as_json(self) -> dict[str, Any]:
+        return {"name": self.name, "shape": self.shape, "type": self.type}
+
+
+@dataclass
+class Graph:
+    """One ONNX graph: its session (None when unavailable), metadata and signature."""
+
+    instance: str
+    name: str
+    source: str  # a path, or the registry's models:/<name>/<version>
+    version: str | None = None
+    session: ort.InferenceSession | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
+    inputs: list[TensorInfo] = field(default_factory=list)
+    outputs: list[TensorInfo] = field(default_factory=list)
+    task: str | None = None
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.session is not None and self.error is None
+
+    def input(self, name: str) -> TensorInfo | None:
+        return next((i for i in self.inputs if i.name == name), None)
+
+    @property
+    def latent_dim(self) -> int | None:
+        z = self.input("z")
+        if z is not None and len(z.shape) == 2 and isinstance(z.shape[1], int):
+            return z.shape[1]
+        return None
+
+    def meta_int(self, key: str) -> int | None:
+        try:
+            return int(self.metadata[key])
+        except (KeyError, ValueError):
+            return None
+
+    @property
+    def image_output(self) -> str | None:
+        """The output that holds images: "image", else the first 4-D output.
+
+        An image-to-image graph cannot name its output "image" too (ONNX names are SSA).
+        """
+        names = [o.name for o in self.outputs]
+        if "image" in names:
+            return "image"
+        return next((o.name for o in self.outputs if len(o.shape) == 4), None)
+
+    def run(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        if self.session is None:
+            raise RuntimeError(f"{self.instance}/{self.name} is unavailable: {self.error}")
+        names = [o.name for o in self.outputs]
+        return dict(zip(names, self.session.run(names, dict(feed)), strict=True))
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "status": "ok" if self.ok else "unavailable",
+            "task": self.task,
+            "version": self.version,
+            "source": self.source,
+            "inputs": [i.as_json() for i in self.inputs],
+            "outputs": [o.as_json() for o in self.outputs],
+            "error": self.error,
+        }
+
+
+@dataclass
+class ServedModel:
+    """An instance (ae_k8, vae, gan, ...): its graphs and what they let it do."""
+
+    name: str
+    family: str | None
+    graphs: dict[str, Graph] = field(default_factory=dict)
+
+    def by_task(self, task: str) -> list[Graph]:
+        return [g for g in self.graphs.values() if g.task == task and g.ok]
+
+    def graph_for(self, task: str) -> Graph | None:
+        found = self.by_task(task)
+        return found[0] if found else None
+
+    @property
+    def status(self) -> str:
+        good = [g.ok for g in self.graphs.values()]
+        if good and all(good):
+            return "ok"
+        return "degraded" if any(good) else "unavailable"
+
+    @property
+    def generator(self) -> Graph | None:
+        """The graph /generate samples from: a generator, else a decoder fed N(0, I)."""
+        return self.graph_for("generate") or self.graph_for("decode")
+
+    @property
+    def decoder(self) -> Graph | None:
+        """The graph /decode feeds latent vectors: a decoder or an unconditional generator."""
+        found = self.graph_for("decode")
+        if found is None:
+            found = next((g for g in self.by_task("generate") if g.input("label") is None), None)
+        return found
+
+    def translator(self, direction: str) -> Graph | None:
+        for g in self.by_task("translate"):
+            if g.metadata.get("direction", g.name.removeprefix("generator_")) == direction:
+                return g
+        return None
+
+    @property
+    def endpoints(self) -> list[str]:
+        can = {
+            "generate": self.generator is not None,
+            "decode": self.decoder is not None,
+            "reconstruct": self.graph_for("encode") is not None and self.decoder is not None,
+            "translate": bool(self.by_task("translate")),
+            "upscale": self.graph_for("upscale") is not None,
+        }
+        return [name for name, ok in can.items() if ok]
+
+    def describe(self) -> dict[str, Any]:
+        """What /models tells a client: names, inputs, outputs, versions, what it can do."""
+        info: dict[str, Any] = {
+            "name": self.name,
+            "family": self.family,
+            "status": self.status,
+            "endpoints": self.endpoints,
+            "graphs": {name: g.as_json() for name, g in self.graphs.items()},
+        }
+        source = self.generator or self.decoder
+        if source is not None and source.latent_dim is not None:
+            info["latent_dim"] = source.latent_dim
+        conditional = self.graph_for("generate")
+        if conditional is not None and conditional.input("label") is not None:
+            info["num_classes"] = conditional.meta_int("num_classes")
+        upscaler = self.graph_for("upscale")
+        if upscaler is not None:
+            info["scale"] = upscaler.meta_int("scale")
+        directions = [d for d in ("ab", "ba") if self.translator(d) is not None]
+        if directions:
+            info["directions"] = directions
+            meta = self.by_task("translate")[0].metadata
+            info["domains"] = {"a": meta.get("domain_a"), "b": meta.get("domain_b")}
+        return info
+
+
+def _dims(node: Any) -> TensorInfo:
+    shape = [d if isinstance(d, int) else (d or None) for d in node.shape]
+    return TensorInfo(node.name, shape, node.type)
+
+
+def _check_contract(graph: Graph) -> str | None:
+    """Why a loaded graph cannot serve its task, or None when it follows the ONNX contract."""
+    task = graph.task
+    if task not in TASKS:
+        return f"unknown task {task!r} in its metadata; known: {', '.join(TASKS)}"
+    floats = {i.name for i in graph.inputs if i.type == "tensor(float)"}
+    if task in ("decode", "generate"):
+        if "z" not in floats or graph.latent_dim is None:
+            return "expects a float input 'z' of shape [batch, latent_dim]"
+        label = graph.input("label")
+        if label is not None:
+            if label.type != "tensor(int64)":
+                return "input 'label' must be int64"
+            if not (graph.meta_int("num_classes") or 0) > 0:
+                return "a conditional generator needs metadata num_classes"
+    elif "image" not in floats or len(graph.input("image").shape) != 4:  # type: ignore[union-attr]
+        return "expects a float input 'image' of shape [batch, 1, height, width]"
+    if task == "upscale" and not (graph.meta_int("scale") or 0) > 0:
+        return "an upscaler needs metadata scale (a positive integer)"
+    if task == "translate" and graph.metadata.get("direction") not in (None, "ab", "ba"):
+        return f"metadata direction must be 'ab' or 'ba', not {graph.metadata['direction']!r}"
+    makes_images = task in ("decode", "generate", "translate", "upscale")
+    if makes_images and graph.image_output is None:
+        return "has no image output ('image' or a 4-D output)"
+    return None
+
+
+def default_task(family: str | None, graph: str) -> str | None:
+    """The task of a graph whose metadata names none (files exported before the key)."""
+    if family == "srgan" and graph == "generator":
+        return "upscale"
+    return _TASK_BY_GRAPH.get(graph)
+
+
+# the tasks whose graphs each endpoint runs
+ENDPOINT_TASKS = {
+    "generate": ("generate", "decode"),
+    "decode": ("decode", "generate"),
+    "reconstruct": ("encode", "decode"),
+    "translate": ("translate",),
+    "upscale": ("upscale",),
+}
+
+
+def session_options(intra_op_threads: int, inter_op_threads: int) -> ort.SessionOptions:
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = intra_op_threads
+    options.inter_op_num_threads = inter_op_threads
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    # the service's own thread pool runs requests side by side: no spinning on 2 cores
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return options
+
+
+def load_graph(
+    instance: str,
+    name: str,
+    path: Path,
+    options: ort.SessionOptions,
+    family: str | None = None,
+    version: str | None = None,
+    source: str | None = None,
+) -> Graph:
+    """A Graph for one .onnx file; any failure leaves it unavailable with the reason."""
+    graph = Graph(instance=instance, name=name, source=source or str(path), version=version)
+    graph.task = default_task(family, name)  # what it would do: a broken graph says so too
+    if not path.is_file():
+        graph.error = f"{path}: missing; run `dvc repro export@{instance}`"
+        return graph
+    try:
+        data = path.read_bytes()
+        if version is None:
+            graph.version = "sha256:" + hashlib.sha256(data).hexdigest()[:12]
+        session = ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises several types for a corrupt file
+        graph.error = f"{path}: not a loadable ONNX graph ({str(exc).splitlines()[0][:200]})"
+        return graph
+    graph.metadata = dict(session.get_modelmeta().custom_metadata_map)
+    graph.inputs = [_dims(i) for i in session.get_inputs()]
+    graph.outputs = [_dims(o) for o in session.get_outputs()]
+    family = graph.metadata.get("family", family)
+    graph.task = graph.metadata.get("task", default_task(family, name))
+    named = graph.metadata.get("graph", name)
+    if named != name:
+        graph.error = f"its metadata says it is the {named!r} graph, not {name!r}"
+    else:
+        graph.error = _check_contract(graph)
+    if graph.error is None:
+        graph.session = session
+    else:
+        graph.error = f"{path}: {graph.error}"
+    return graph
+
+
+class ModelStore:
+    """Every served instance by name."""
+
+    def __init__(self, models: Mapping[str, ServedModel], origin: str):
+        self.models = dict(models)
+        self.origin = origin  # "exported/" or "registry"
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.models
+
+    def get(self, name: str) -> ServedModel | None:
+        return self.models.get(name)
+
+    @classmethod
+    def scan(
+        cls,
+        exported_dir: str | Path,
+        expected: Mapping[str, str] | None = None,
+        intra_op_threads: int = 1,
+        inter_op_threads: int = 1,
+    ) -> ModelStore:
+        """Graphs under exported_dir/<instance>/*.onnx.
+
+        `expected` (instance -> family, from params) adds the instances and graphs that should
+        be there: a missing one is listed as unavailable rather than silently absent.
+        """
+        root = Path(exported_dir)
+        options = session_options(intra_op_threads, inter_op_threads)
+        expected = dict(expected or {})
+        found = sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+        models: dict[str, ServedModel] = {}
+        for instance in sorted(set(found) | set(expected)):
+            family = expected.get(instance)
+            folder = root / instance
+            names = {p.stem for p in folder.glob("*.onnx")} if folder.is_dir() else set()
+            names |= set(EXPECTED_GRAPHS.get(family or "", ()))
+            model = ServedModel(instance, family)
+            for name in sorted(names):
+                graph = load_graph(instance, name, folder / f"{name}.onnx", options, family)
+                model.graphs[name] = graph
+                if model.family is None:
+                    model.family = graph.metadata.get("family")
+            if not model.graphs:
+                model.graphs["?"] = Graph(
+                    instance, "?", str(folder), error=f"{folder}: no ONNX graphs"
+                )
+            models[instance] = model
+            _log_model(model)
+        return cls(models, origin=str(root))
+
+    @classmethod
+    def from_registry(
+        cls,
+        expected: Mapping[str, str],
+        alias: str = "champion",
+        intra_op_threads: int = 1,
+        inter_op_threads: int = 1,
+        cache_dir: str | Path | None = None,
+    ) -> ModelStore:
+        """The `alias` versions of <instance>-<graph> in the MLflow registry.
+
+        An expected graph without such a version (it failed its quality gate, or `register` has
+        not run) is unavailable with that reason.
+        """
+        from genmodels import tracking  # mlflow only when the registry is asked for
+
+        tracking.configure()
+        options = session_options(intra_op_threads, inter_op_threads)
+        cache = Path(cache_dir or tempfile.mkdtemp(prefix="genmodels-serve-"))
+        champions = tracking.alias_versions(alias)
+        wanted: dict[str, dict[str, str | None]] = {}
+        for instance, family in expected.items():
+            for name in EXPECTED_GRAPHS.get(family, ()):
+                wanted.setdefault(instance, {})[name] = family
+        for registered, version in champions.items():
+            instance, _, name = registered.rpartition("-")
+            if instance and name:
+                wanted.setdefault(instance, {}).setdefault(name, version.tags.get("family"))
+        models: dict[str, ServedModel] = {}
+        for instance in sorted(wanted):
+            model = ServedModel(instance, expected.get(instance))
+            for name, family in sorted(wanted[instance].items()):
+                registered = f"{instance}-{name}"
+                version = champions.get(registered)
+                if version is None:
+                    model.graphs[name] = Graph(
+                        instance,
+                        name,
+                        f"models:/{registered}@{alias}",
+                        task=default_task(family, name),
+                        error=f"{registered}: no version has the alias {alias!r} in the MLflow "
+                        "registry (it failed its quality gate, or `make register` has not run)",
+                    )
+                    continue
+                uri = f"models:/{registered}/{version.version}"
+                try:
+                    path = tracking.download_onnx(uri, cache / registered / str(version.version))
+                except Exception as exc:  # a registry or artifact store error, shown in /health
+                    model.graphs[name] = Graph(
+                        instance,
+                        name,
+                        uri,
+                        str(version.version),
+                        task=default_task(family, name),
+                        error=f"{uri}: {exc}",
+                    )
+                    continue
+                model.graphs[name] = load_graph(
+                    instance, name, path, options, family, str(version.version), uri
+                )
+                model.family = model.family or model.graphs[name].metadata.get("family")
+            models[instance] = model
+            _log_model(model)
+        return cls(models, origin="registry")
+
+
+def _log_model(model: ServedModel) -> None:
+    for graph in model.graphs.values():
+        if graph.ok:
+            log.info("%s/%s: %s (%s)", model.name, graph.name, graph.task, graph.version)
+        else:
+            log.warning("%s/%s unavailable: %s", model.name, graph.name, graph.error)

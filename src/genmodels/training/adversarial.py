@@ -1,0 +1,205 @@
+"""The two-player game of lecture 3.1, shared by the GAN and the cGAN.
+
+AdversarialRecipe alternates discriminator and generator updates with any loss of
+genmodels.nn.adversarial, adds the penalties the params ask for, keeps an exponential moving
+average of the generator (the network that is evaluated and exported), and records what makes
+the game visible: both losses, mean D(x) and D(G(z)), both gradient norms, a fixed-noise sample
+grid per epoch and, through the monitor, evaluator-space FID, recall and class histogram.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from genmodels.figures import game_curves, save_rows
+from genmodels.metrics.game import collapse_signal, oscillation_index
+from genmodels.nn.adversarial import (
+    discriminator_loss,
+    discriminator_probability,
+    ema_copy,
+    generator_loss,
+    grad_norm,
+    gradient_penalty,
+    r1_penalty,
+    with_spectral_norm,
+)
+from genmodels.training.recipe import Batch, DataInfo, Recipe
+
+PROGRESS_SAMPLES = 16  # fixed latent vectors drawn into the per-epoch progression grid
+
+
+class AdversarialRecipe(Recipe):
+    """Subclasses build `self.generator` and `self.discriminator` in `build_networks()` and say
+    how each is called (`generate`, `discriminate`); this class plays the game."""
+
+    conditional = False
+
+    def __init__(self, params: Any, data: DataInfo, device: torch.device):
+        super().__init__(params, data, device)
+        self.generator, self.discriminator = self.build_networks()
+        if params.spectral_norm:
+            with_spectral_norm(self.discriminator)
+        self.generator.to(device)
+        self.discriminator.to(device)
+        self.ema = ema_copy(self.generator, params.ema_decay) if params.ema_decay > 0 else None
+        betas = tuple(params.betas)
+        self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=params.lr, betas=betas)
+        self.opt_d = torch.optim.Adam(
+            self.discriminator.parameters(), lr=params.lr_d or params.lr, betas=betas
+        )
+        noise = torch.Generator().manual_seed(params.sample_seed)
+        self.fixed_z = torch.randn(PROGRESS_SAMPLES, params.latent_dim, generator=noise)
+        self.fixed_labels = torch.arange(PROGRESS_SAMPLES) % data.num_classes
+        self.progress: list[Tensor] = []  # one [PROGRESS_SAMPLES, C, H, W] per epoch
+        self.monitor_z: Tensor | None = None
+        self.monitor_labels: Tensor | None = None
+
+    # -- what subclasses define ---------------------------------------------------------------
+    def build_networks(self) -> tuple[nn.Module, nn.Module]:
+        raise NotImplementedError
+
+    def generate(self, generator: nn.Module, z: Tensor, labels: Tensor) -> Tensor:
+        return generator(z)
+
+    def discriminate(self, images: Tensor, labels: Tensor) -> Tensor:
+        return self.discriminator(images)
+
+    # -- the Recipe contract ------------------------------------------------------------------
+    def modules(self) -> dict[str, nn.Module]:
+        found = {"generator": self.generator, "discriminator": self.discriminator}
+        if self.ema is not None:
+            found["ema"] = self.ema
+        return found
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {"generator": self.opt_g, "discriminator": self.opt_d}
+
+    def sampler(self) -> nn.Module:
+        """The generator that is evaluated and exported: the weight average when there is one."""
+        return self.ema.module if self.ema is not None else self.generator
+
+    def latent(self, n: int) -> Tensor:
+        return torch.randn(n, self.params.latent_dim, device=self.device)
+
+    def training_step(self, batch: Batch, step: int) -> dict[str, Tensor]:
+        p = self.params
+        real, labels = batch.images, batch.labels
+        with torch.no_grad():
+            fake = self.generate(self.generator, self.latent(len(real)), labels)
+        if p.r1_gamma > 0:
+            real = real.detach().requires_grad_(True)
+        d_real = self.discriminate(real, labels)
+        d_fake = self.discriminate(fake, labels)
+        d_loss = discriminator_loss(p.loss, d_real, d_fake, 1.0 - p.label_smoothing)
+        d_total = d_loss
+        logged: dict[str, Tensor] = {"d_loss": d_loss.detach()}
+        if p.loss == "wgan_gp":
+            gp = gradient_penalty(lambda x: self.discriminate(x, labels), real, fake)
+            d_total = d_total + p.gp_weight * gp
+            logged["gradient_penalty"] = gp.detach()
+        if p.r1_gamma > 0:
+            r1 = r1_penalty(d_real, real)
+            d_total = d_total + 0.5 * p.r1_gamma * r1
+            logged["r1"] = r1.detach()
+        self.opt_d.zero_grad(set_to_none=True)
+        d_total.backward()
+        logged["d_grad_norm"] = grad_norm(self.discriminator.parameters())
+        self.opt_d.step()
+        logged["d_real"] = discriminator_probability(p.loss, d_real.detach())
+        logged["d_fake"] = discriminator_probability(p.loss, d_fake.detach())
+
+        if (step + 1) % p.n_critic == 0:  # the critic gets n_critic updates per generator update
+            fake = self.generate(self.generator, self.latent(len(real)), labels)
+            g_loss = generator_loss(p.loss, self.discriminate(fake, labels))
+            self.opt_g.zero_grad(set_to_none=True)
+            g_loss.backward()
+            logged["g_grad_norm"] = grad_norm(self.generator.parameters())
+            self.opt_g.step()
+            if self.ema is not None:
+                self.ema.update_parameters(self.generator)
+            logged["g_loss"] = g_loss.detach()
+        return logged
+
+    @torch.no_grad()
+    def sample(self, z: Tensor, labels: Tensor | None = None, batch_size: int = 1000) -> Tensor:
+        """Images in [0, 1] from the evaluated generator, on the CPU."""
+        sampler = self.sampler()
+        was_training = sampler.training
+        sampler.eval()
+        if labels is None:
+            labels = torch.zeros(len(z), dtype=torch.long)
+        out = [
+            self.generate(sampler, zs.to(self.device), ls.to(self.device)).cpu()
+            for zs, ls in zip(z.split(batch_size), labels.split(batch_size), strict=True)
+        ]
+        sampler.train(was_training)
+        return torch.cat(out)
+
+    def end_of_epoch(self, epoch: int) -> None:
+        self.progress.append(self.sample(self.fixed_z, self.fixed_labels))
+
+    def state_dict(self) -> dict[str, Any]:
+        state = super().state_dict()
+        state["progress"] = torch.stack(self.progress) if self.progress else torch.empty(0)
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        progress = state.get("progress", torch.empty(0))
+        self.progress = list(progress.cpu()) if len(progress) else []
+
+    # -- watching the game ----------------------------------------------------------------------
+    def monitor(self) -> dict[str, float]:
+        if self.space is None:
+            return {}
+        if self.monitor_z is None:  # drawn from its own seed: the global RNG stays untouched
+            noise = torch.Generator().manual_seed(self.params.sample_seed + 1)
+            self.monitor_z = torch.randn(self.monitor_samples, self.params.latent_dim,
+                                         generator=noise)  # fmt: skip
+            self.monitor_labels = torch.arange(self.monitor_samples) % self.data.num_classes
+        return self.space.quick_metrics(self.sample(self.monitor_z, self.monitor_labels))
+
+    def summarise(self, history: list[dict[str, float]]) -> dict[str, Any]:
+        def column(key: str) -> list[float]:
+            return [row[key] for row in history if key in row]
+
+        out: dict[str, Any] = {}
+        d_loss, g_loss = column("d_loss"), column("g_loss")
+        if min(len(d_loss), len(g_loss)) >= 6:  # a swing needs a trend to swing around
+            out["oscillation_index"] = oscillation_index(d_loss, g_loss)
+        coverage = column("monitor_class_coverage")
+        if coverage:
+            out["collapse"] = collapse_signal(
+                coverage, column("monitor_recall"), self.data.num_classes
+            )
+        return out
+
+    @staticmethod
+    def game_summary(train_metrics: dict[str, Any]) -> dict[str, Any]:
+        """The oscillation index and collapse signal of the training run, for the eval record."""
+        return {
+            k: train_metrics[k] for k in ("oscillation_index", "collapse") if k in train_metrics
+        }
+
+    # -- figures --------------------------------------------------------------------------------
+    def game_figures(self, ctx: Any, samples: Tensor) -> dict[str, Path]:
+        """Samples, the fixed-noise progression one row per epoch, and the game's curves."""
+        n, out = ctx.n_grid, ctx.figures_dir
+        figures = {
+            f"Samples of the {'EMA ' if self.ema is not None else ''}generator": save_rows(
+                list(samples[: 8 * n].split(n)), out / "samples.png"
+            )
+        }
+        if self.progress:
+            figures["Fixed-noise samples, one row per epoch (top: first epoch)"] = save_rows(
+                self.progress, out / "progression.png"
+            )
+        if ctx.train_history:
+            figures["The game: losses, D outputs, gradient norms, evaluator-space monitor"] = (
+                game_curves(ctx.train_history, out / "game.png", f"{self.params.loss} GAN")
+            )
+        return figures

@@ -1,0 +1,105 @@
+"""A missing or corrupt graph marks its model unavailable while the others keep serving."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import torch
+from fastapi.testclient import TestClient
+
+from genmodels.export import export_onnx
+from genmodels.serving import ModelStore, create_app
+from genmodels.training.recipe import Exportable
+
+
+def test_corrupt_and_missing_graphs_are_unavailable_others_serve(exported_copy, families):
+    (exported_copy / "gan" / "generator.onnx").write_bytes(b"\x08\x07 this is not a protobuf")
+    (exported_copy / "ae" / "decoder.onnx").unlink()
+    # an instance params names but that was never exported
+    store = ModelStore.scan(exported_copy, families | {"ae_never": "autoencoder"})
+    with TestClient(create_app(store)) as client:
+        health = client.get("/health").json()
+        assert health["status"] == "degraded"
+        models = health["models"]
+        assert models["gan"]["status"] == "unavailable"
+        assert "not a loadable ONNX graph" in models["gan"]["graphs"]["generator"]["error"]
+        assert models["ae"]["status"] == "degraded"  # the encoder still loads
+        assert models["ae"]["graphs"]["encoder"]["status"] == "ok"
+        assert (
+            "decoder.onnx: missing; run `dvc repro export@ae`"
+            in (models["ae"]["graphs"]["decoder"]["error"])
+        )
+        assert models["ae_never"]["status"] == "unavailable"
+        others = {n: m["status"] for n, m in models.items() if n not in ("gan", "ae", "ae_never")}
+        assert set(others.values()) == {"ok"}
+
+        r = client.post("/generate/gan", json={"n": 1})
+        assert r.status_code == 503 and "not a loadable ONNX graph" in r.json()["detail"]
+        r = client.post("/reconstruct/ae", json={"image": "AAAA"})
+        assert r.status_code == 503 and "missing" in r.json()["detail"]
+        # an endpoint the broken model never had is still a plain 404
+        r = client.post("/translate/gan", json={"image": "AAAA"})
+        assert r.status_code == 404 and "does not translate" in r.json()["detail"]
+        assert client.post("/generate/vae2", json={"n": 2}).status_code == 200
+        assert client.post("/generate/cgan", json={"n": 2}).status_code == 200
+        listed = {m["name"]: m for m in client.get("/models").json()["models"]}
+        assert listed["gan"]["endpoints"] == [] and listed["ae"]["endpoints"] == []
+
+
+def test_graph_off_the_contract_is_unavailable_with_the_reason(exported_copy):
+    # an encoder file where the decoder should be
+    (exported_copy / "ae" / "encoder.onnx").replace(exported_copy / "ae" / "decoder.onnx")
+    # a "decoder" that takes an image, not z
+    module = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 784))
+    bad = Exportable(
+        name="decoder",
+        module=module,
+        example_inputs=(torch.rand(2, 1, 28, 28),),
+        input_names=["image"],
+        output_names=["out"],
+        dynamic_axes={"image": {0: "batch"}},
+        metadata={"family": "vae", "graph": "decoder", "task": "decode"},
+    )
+    export_onnx(bad, exported_copy / "vae2" / "decoder.onnx")
+    store = ModelStore.scan(exported_copy)
+    decoder = store.models["ae"].graphs["decoder"]
+    assert not decoder.ok and "metadata says it is the 'encoder' graph" in decoder.error
+    decoder = store.models["vae2"].graphs["decoder"]
+    assert not decoder.ok and "expects a float input 'z'" in decoder.error
+    assert store.models["vae2"].endpoints == []
+    assert store.models["gan"].status == "ok"
+
+
+def test_empty_or_absent_exported_dir_serves_health(tmp_path):
+    store = ModelStore.scan(tmp_path / "nothing", {"ae": "autoencoder"})
+    with TestClient(create_app(store)) as client:
+        health = client.get("/health").json()
+        assert health["models"]["ae"]["status"] == "unavailable"
+        assert client.get("/").status_code == 200
+
+
+def test_serving_does_not_import_torch(tiny_exported, tmp_path):
+    code = (
+        "import sys\n"
+        "from genmodels.cli import main\n"
+        "from genmodels.serving import ModelStore, create_app\n"
+        "from fastapi.testclient import TestClient\n"
+        # the registry path too: mlflow, and the champions it finds (none in a new store)
+        "empty = ModelStore.from_registry({'ae': 'autoencoder'})\n"
+        "assert empty.models['ae'].status == 'unavailable'\n"
+        f"store = ModelStore.scan({str(tiny_exported)!r})\n"
+        "client = TestClient(create_app(store))\n"
+        "assert client.post('/generate/cgan', json={'n': 3}).status_code == 200\n"
+        "assert client.post('/decode/vae2', json={'z': [[0, 0]]}).status_code == 200\n"
+        "loaded = sorted(m for m in sys.modules if m == 'torch' or m.startswith('torch.'))\n"
+        "print('torch modules:', loaded)\n"
+        "assert not loaded\n"
+    )
+    env = dict(os.environ, MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "torch modules: []" in proc.stdout
