@@ -6,7 +6,11 @@ RUN := $(UV) run --frozen
 DATASET_DIR := /usr/share/datasets/fashion-mnist
 
 .PHONY: help setup dataset repro evaluate test lint format mlflow-ui clean-checkpoints
-.PHONY: browser serve register bench-serve
+.PHONY: browser serve register bench bench-serve train-ddp
+
+MODEL ?= gan
+NPROC ?= 2
+TORCHRUN_ARGS ?= --standalone
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -30,8 +34,11 @@ dataset:
 	  echo "warning: could not install dataset-fashion-mnist; prepare will try a download"; \
 	fi
 
-repro: setup  ## run the whole pipeline (dvc repro)
-	$(RUN) dvc repro
+repro: setup  ## run the whole pipeline (dvc repro); its wall time -> reports/bench/repro.json
+	$(RUN) python pipeline/timed_repro.py
+
+bench: setup  ## training throughput (Trainer vs a bare loop), data wait, evaluate cost -> reports/bench/train.json
+	$(RUN) python pipeline/bench.py
 
 evaluate: setup  ## evaluate every instance and print the metrics table
 	$(RUN) dvc repro report
@@ -53,6 +60,11 @@ browser:
 	else \
 	  echo "warning: no /usr/bin/chromium or chromedriver; install chromium and chromium-driver"; \
 	fi
+
+# One instance on NPROC processes with PyTorch's DistributedDataParallel (gloo on CPU, nccl on
+# CUDA). Several nodes: TORCHRUN_ARGS="--nnodes 2 --node_rank 0 --rdzv_endpoint host:29500".
+train-ddp: setup  ## train MODEL (an instance) under torchrun on NPROC processes
+	$(RUN) torchrun $(TORCHRUN_ARGS) --nproc_per_node $(NPROC) pipeline/train.py --instance $(MODEL)
 
 serve: setup  ## the inference service and its web page on http://127.0.0.1:8000 (params serve)
 	$(RUN) genmodels serve $(SERVE_ARGS)

@@ -3,6 +3,7 @@
 import csv
 import json
 import shutil
+import time
 from pathlib import Path
 
 import torch
@@ -34,6 +35,7 @@ def main(args) -> None:
     data = load_prepared(params.data.prepared_dir)
     info = data_info(data)
     recipe = load_trained(model, args.instance, info, device)
+    recipe.attach_data(params.data.prepared_dir)
     with torch.random.fork_rng(devices=[]):  # the evaluator's init must not move the seed
         space = load_space(params, data, device)
 
@@ -61,11 +63,13 @@ def main(args) -> None:
     logged = {"evaluate": settings.model_dump(mode="json"), "model": model.model_dump(mode="json")}
     tags = {"instance": args.instance, "family": model.family}
     with stage_run(f"evaluate@{args.instance}", info.dataset, logged, tags=tags) as run:
+        started = time.perf_counter()
         result = recipe.evaluate(ctx)
         metrics = {
             "instance": args.instance,
             "family": model.family,
             "train_seconds": ctx.train_metrics["train_seconds"],
+            "evaluate_seconds": round(time.perf_counter() - started, 2),
             **result.metrics,
         }
         write_json(Path("metrics/eval") / f"{args.instance}.json", metrics)

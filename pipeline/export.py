@@ -24,6 +24,7 @@ def main(args) -> None:
     info = data_info(data)
     # ONNX graphs are traced on the CPU, whatever device trained them
     recipe = load_trained(model, args.instance, info, torch.device("cpu"))
+    recipe.attach_data(params.data.prepared_dir)
     real = data.test_images[: settings.n_parity].float() / 255.0
     out_dir = Path(settings.dir) / args.instance
 
@@ -32,8 +33,12 @@ def main(args) -> None:
     with stage_run(dvc_stage_name("export", args.instance), info.dataset, logged, tags=tags) as run:
         failure = None
         try:
+            exportables = recipe.exportables(real)
+            for graph in exportables:  # what a server needs to know to route requests
+                graph.metadata = {"family": model.family, "instance": args.instance,
+                                  "graph": graph.name, **graph.metadata}  # fmt: skip
             report = export_and_check(
-                recipe.exportables(real), out_dir, settings.opset, settings.atol, real_batch=64
+                exportables, out_dir, settings.opset, settings.atol, real_batch=64
             )
         except ParityError as exc:
             failure, report = exc, exc.report

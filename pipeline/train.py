@@ -1,7 +1,12 @@
-"""train@<instance>: trains one model instance with the Trainer; resumes from its checkpoint."""
+"""train@<instance>: trains one model instance with the Trainer; resumes from its checkpoint.
+
+Under torchrun (`make train-ddp`) every process runs this script: DistributedDataParallel
+over gloo (CPU) or nccl (CUDA), each process on its shard of every batch, rank 0 recording.
+"""
 
 import hashlib
 import json
+import logging
 
 import torch
 
@@ -11,7 +16,7 @@ from genmodels.features import load_space
 from genmodels.models import build_recipe, data_info
 from genmodels.stage import dvc_stage_name, run_stage
 from genmodels.tracking import stage_run
-from genmodels.training import Budget, Trainer, TrainOutputs
+from genmodels.training import Budget, Trainer, TrainOutputs, distributed
 from genmodels.training.runtime import seed_everything, select_device, set_threads
 
 
@@ -20,13 +25,18 @@ def main(args) -> None:
     model = params.model(args.instance)
     set_threads(params.train.num_threads)
     seed_everything(params.train.seed)
-    device = select_device(params.train.device)
+    world = distributed.world_from_env()
+    device = distributed.start(world, select_device(params.train.device))
+    if not world.is_main:  # one voice in the logs
+        logging.getLogger().setLevel(logging.WARNING)
     data = load_prepared(params.data.prepared_dir)
     info = data_info(data)
     recipe = build_recipe(model, info, device)
-    if args.instance != EVALUATOR and params.train.monitor_every:
-        # every model is watched in the evaluator's feature space while it trains; building
-        # the evaluator must not move the RNG the training draws from
+    extra_data = recipe.attach_data(params.data.prepared_dir)  # e.g. the CycleGAN's domains
+    if args.instance != EVALUATOR and (params.train.monitor_every or recipe.needs_space):
+        # every model is watched in the evaluator's feature space while it trains (and SRGAN's
+        # content loss is computed in it); building the evaluator must not move the RNG the
+        # training draws from
         with torch.random.fork_rng(devices=[]):
             space = load_space(params, data, device)
         recipe.attach_space(space, params.train.monitor_samples)
@@ -37,10 +47,14 @@ def main(args) -> None:
     # everything that changes the numbers; a checkpoint from anything else is not resumed
     identity = {**logged, "data": data.manifest.get("source"), "counts": len(data.train_images)}
     identity["train"] = {k: v for k, v in identity["train"].items() if k != "progress"}
+    identity["processes"] = world.size
+    if extra_data:
+        identity["extra_data"] = extra_data
     fingerprint = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
 
     def open_run(run_id):
-        tags = {"instance": args.instance, "family": model.family, "device": str(device)}
+        tags = {"instance": args.instance, "family": model.family, "device": str(device),
+                "processes": str(world.size)}  # fmt: skip
         return stage_run(
             dvc_stage_name("train", args.instance), info.dataset, logged, run_id=run_id, tags=tags
         )
@@ -56,8 +70,10 @@ def main(args) -> None:
         fingerprint=fingerprint,
         open_run=open_run,
         name=dvc_stage_name("train", args.instance),
+        world=world,
     )
     trainer.fit()
+    distributed.stop(world)  # on an error, torchrun stops the other processes
 
 
 if __name__ == "__main__":

@@ -51,4 +51,5 @@ def digits_space(digits_prepared) -> EvaluatorSpace:
     return EvaluatorSpace(
         evaluator.features, evaluator.probabilities, reference, images,
         digits_prepared.test_images, settings, digits_prepared.num_classes,
+        network=evaluator.classifier,
     )  # fmt: skip

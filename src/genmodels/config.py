@@ -17,6 +17,21 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class DomainParams(Strict):
+    """The CycleGAN's domains (genmodels.data.domains): A is the dataset, B = T(A)."""
+
+    transform: Literal["edges", "bold", "invert"] = "edges"
+    split_seed: int = 0  # the permutation that cuts the training set into the A and B halves
+    edge_threshold: Annotated[float, Field(ge=0, lt=1)] = 0.0  # edges: fainter ones set to 0
+    bold_size: Annotated[int, Field(ge=3, le=9)] = 3  # bold: side of the dilation square
+
+    @model_validator(mode="after")
+    def _odd_square(self):
+        if self.bold_size % 2 == 0:
+            raise ValueError("bold_size must be odd (the square is centred on the pixel)")
+        return self
+
+
 class DataParams(Strict):
     name: Literal["fashion_mnist", "mnist", "kmnist", "digits"] = "fashion_mnist"
     raw_dir: str = "data/raw"
@@ -26,6 +41,7 @@ class DataParams(Strict):
     limit_test: Annotated[int, Field(gt=0)] | None = None
     subset_seed: int = 0
     digits_test_fraction: Annotated[float, Field(gt=0, lt=1)] = 0.2
+    domains: DomainParams = DomainParams()  # the CycleGAN's unpaired domains
 
 
 class TrainParams(Strict):
@@ -40,6 +56,10 @@ class TrainParams(Strict):
     # log_every, since the numbers join the logged rows
     monitor_every: Annotated[int, Field(ge=0)] = 0
     monitor_samples: Annotated[int, Field(ge=10, le=20000)] = 1000
+    # the GPU path; "auto" turns each on where it pays (CUDA) and leaves the CPU as it is
+    mixed_precision: Literal["auto", "off", "bf16"] = "auto"  # bf16 autocast of training steps
+    channels_last: Literal["auto", "off", "on"] = "auto"  # NHWC memory layout for convs
+    compile: bool = False  # torch.compile the trained networks (slow to start, fast after)
 
     @model_validator(mode="after")
     def _monitor_on_log_rows(self):
@@ -151,6 +171,11 @@ class AdversarialParams(ModelBase):
     rule when they differ; null: the same as lr).
     """
 
+    arch: Literal["conv", "mlp"] = "conv"
+    g_channels: Channels = [128, 64]  # conv: widths at 7x7 and 14x14
+    d_channels: Channels = [64, 128]  # conv: widths at 14x14 and 7x7
+    g_hidden: Hidden = [256, 512]  # mlp
+    d_hidden: Hidden = [512, 256]  # mlp
     latent_dim: Annotated[int, Field(gt=0, le=1024)] = 64
     loss: GANLoss = "nonsaturating"
     n_critic: Annotated[int, Field(ge=1, le=20)] = 1  # D updates per G update
@@ -177,11 +202,93 @@ class AdversarialParams(ModelBase):
 
 class GANParams(AdversarialParams):
     family: Literal["gan"]
-    arch: Literal["conv", "mlp"] = "conv"
-    g_channels: Channels = [128, 64]  # conv: widths at 7x7 and 14x14
-    d_channels: Channels = [64, 128]  # conv: widths at 14x14 and 7x7
-    g_hidden: Hidden = [256, 512]  # mlp
-    d_hidden: Hidden = [512, 256]  # mlp
+
+
+class CGANParams(AdversarialParams):
+    """The conditional GAN: G(z, label) through a label embedding; D conditioned by projection
+    (Miyato and Koyama 2018) or by label maps concatenated to the image."""
+
+    family: Literal["cgan"]
+    embed_dim: Annotated[int, Field(gt=0, le=512)] = 16  # the generator's label embedding
+    conditioning: Literal["projection", "concat"] = "projection"
+
+    @model_validator(mode="after")
+    def _one_label_per_judgement(self):
+        if self.packing != 1:
+            raise ValueError("packing judges several samples at once; a cGAN needs one label each")
+        return self
+
+
+class CycleGANParams(ModelBase):
+    """CycleGAN (Zhu et al. 2017) at 28x28: two ResNet generators, two PatchGAN discriminators,
+    the least-squares game, cycle and identity L1 losses, an image history for the
+    discriminators, a constant then linearly decaying learning rate. Domains: data.domains."""
+
+    family: Literal["cyclegan"]
+    lr: Annotated[float, Field(gt=0, le=1)] = 2e-4  # both generators (one Adam)
+    lr_d: Annotated[float, Field(gt=0, le=1)] | None = None  # both discriminators; null: lr
+    betas: Annotated[list[Annotated[float, Field(ge=0, lt=1)]], Field(min_length=2, max_length=2)] = [0.5, 0.999]  # fmt: skip
+    g_channels: Annotated[int, Field(gt=0, le=256)] = 32  # width of the first generator conv
+    g_blocks: Annotated[int, Field(ge=0, le=16)] = 6  # residual blocks at the lowest scale
+    g_downsampling: Annotated[int, Field(ge=1, le=2)] = 2  # stride-2 stages (28 -> 14 -> 7)
+    d_channels: Annotated[int, Field(gt=0, le=256)] = 64  # width of the first PatchGAN conv
+    d_layers: Annotated[int, Field(ge=1, le=2)] = 2  # stride-2 PatchGAN stages (patch size)
+    norm: Literal["instance", "batch"] = "instance"
+    loss: Literal["lsgan", "nonsaturating", "hinge"] = "lsgan"
+    # on each generator's adversarial term; the shared LSGAN generator loss is Mao et al.'s
+    # 1/2 E[(D(G(x)) - 1)^2], so 2.0 is the reference implementation's E[(D(G(x)) - 1)^2]
+    adversarial_weight: Annotated[float, Field(gt=0, le=100)] = 1.0
+    cycle_weight: Annotated[float, Field(ge=0, le=1000)] = 10.0  # lambda
+    identity_weight: Annotated[float, Field(ge=0, le=10)] = 0.5  # x lambda (0: no identity loss)
+    pool_size: Annotated[int, Field(ge=0, le=10000)] = 50  # history buffer (0: none)
+    # fraction of the budget at the constant rate; then linear decay toward 0
+    decay_start: Annotated[float, Field(ge=0, le=1)] = 0.5
+
+
+class SRGANParams(ModelBase):
+    """Super-resolution (Ledig et al. 2017): an SRResNet generator from low to high resolution.
+
+    variant srresnet: the generator alone, pixel MSE for the whole budget (the paper's
+    baseline). variant srgan: the same MSE pre-training for `pretrain_steps` steps (with the same
+    params and seed it repeats the srresnet instance exactly), then content loss (feature maps
+    of `content_features` at `content_layer`) + adversarial_weight x adversarial loss
+    (+ pixel_weight x pixel MSE). `lr` is the pre-training rate; `lr_gan` the generator's and
+    `lr_d` the discriminator's in the adversarial phase.
+    """
+
+    family: Literal["srgan"]
+    variant: Literal["srresnet", "srgan"] = "srgan"
+    scale: Literal[2, 4] = 4  # 28x28 from 7x7 (4) or 14x14 (2)
+    channels: Annotated[int, Field(gt=0, le=256)] = 32  # generator width
+    blocks: Annotated[int, Field(ge=0, le=32)] = 4  # residual blocks at low resolution
+    pretrain_steps: Annotated[int, Field(ge=0)] | None = None  # srgan: MSE steps first
+    content_features: Literal["evaluator", "vgg16"] = "evaluator"  # vgg16: online only
+    # blockK: the last activation of conv block K, before its pooling (the paper's phi_K,j);
+    # features: the evaluator's penultimate layer (the FID space)
+    content_layer: Literal["block1", "block2", "block3", "block4", "block5", "features"] = "block2"
+    content_weight: Annotated[float, Field(ge=0)] = 1.0
+    pixel_weight: Annotated[float, Field(ge=0)] = 0.0  # optional pixel MSE in the srgan phase
+    adversarial_weight: Annotated[float, Field(ge=0)] = 1e-3
+    loss: Literal["nonsaturating", "lsgan", "hinge"] = "nonsaturating"
+    d_channels: Channels = [32, 64]  # discriminator widths at 14x14 and 7x7
+    spectral_norm: bool = False  # on every layer of D
+    lr_gan: Annotated[float, Field(gt=0, le=1)] = 1e-4  # generator, adversarial phase
+    lr_d: Annotated[float, Field(gt=0, le=1)] | None = None  # discriminator; null: lr_gan
+    betas: Annotated[list[Annotated[float, Field(ge=0, lt=1)]], Field(min_length=2, max_length=2)] = [0.9, 0.999]  # fmt: skip
+
+    @model_validator(mode="after")
+    def _phases(self):
+        if self.variant == "srresnet" and self.pretrain_steps is not None:
+            raise ValueError("pretrain_steps belongs to variant srgan (srresnet is all MSE)")
+        if self.variant == "srgan":
+            if self.pretrain_steps is None:
+                raise ValueError("variant srgan needs pretrain_steps (the SRResNet phase)")
+            if self.steps is not None and self.pretrain_steps >= self.steps:
+                raise ValueError(
+                    f"pretrain_steps ({self.pretrain_steps}) leaves no adversarial phase in "
+                    f"steps ({self.steps})"
+                )
+        return self
 
 
 # Each family's params class, by the `family` tag of a models.<instance> entry.
@@ -189,8 +296,14 @@ FAMILY_PARAMS: dict[str, type[ModelBase]] = {
     "autoencoder": AutoencoderParams,
     "vae": VAEParams,
     "gan": GANParams,
+    "cgan": CGANParams,
+    "cyclegan": CycleGANParams,
+    "srgan": SRGANParams,
 }
-ModelParams = Annotated[AutoencoderParams | VAEParams | GANParams, Field(discriminator="family")]
+ModelParams = Annotated[
+    AutoencoderParams | VAEParams | GANParams | CGANParams | CycleGANParams | SRGANParams,
+    Field(discriminator="family"),
+]
 
 
 class EvaluateParams(Strict):

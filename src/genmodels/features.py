@@ -10,6 +10,7 @@ evaluator's classes.
 
 from __future__ import annotations
 
+import copy
 import logging
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -135,7 +136,7 @@ class EvaluatorSpace:
 
     def __init__(self, extract: Extractor, classify: Extractor, reference: RealReference,
                  train_images: Tensor, test_images: Tensor, settings: SuiteSettings,
-                 num_classes: int):  # fmt: skip
+                 num_classes: int, network: nn.Module | None = None):  # fmt: skip
         self.extract = extract
         self.classify = classify
         self.reference = reference
@@ -143,6 +144,8 @@ class EvaluatorSpace:
         self.test_images = test_images  # uint8, held-out inputs for monitoring reconstructions
         self.settings = settings
         self.num_classes = num_classes
+        # the evaluator classifier itself, for differentiable features (differentiable_extractor)
+        self.network = network
         self.train_stats = gaussian_stats(reference.train_features)
         generator = torch.Generator().manual_seed(settings.seed)
         order = torch.randperm(len(reference.train_features), generator=generator)
@@ -233,6 +236,78 @@ def feature_extractor(name: str, evaluator, device: torch.device) -> Extractor:
     return torchvision_extractor(name, device)
 
 
+class FrozenFeatures(nn.Module):
+    """A fixed feature network inside a loss: no weight learns and it stays in eval mode, while
+    gradients flow through it to the images (the generator that made them)."""
+
+    def __init__(self, network: nn.Module, mean: Tensor | None = None, std: Tensor | None = None,
+                 rgb: bool = False):  # fmt: skip
+        super().__init__()
+        self.network = network.requires_grad_(False).eval()
+        self.rgb = rgb  # grayscale repeated to the 3 channels of an ImageNet network
+        self.register_buffer("mean", mean if mean is not None else torch.zeros(()))
+        self.register_buffer("std", std if std is not None else torch.ones(()))
+
+    def train(self, mode: bool = True) -> FrozenFeatures:
+        return super().train(False)
+
+    def forward(self, images: Tensor) -> Tensor:
+        x = images.expand(-1, 3, -1, -1) if self.rgb else images
+        return self.network((x - self.mean) / self.std)
+
+
+def _until_block(layers: list[nn.Module], layer: str, name: str) -> nn.Sequential:
+    """The layers up to the K-th max-pooling of a conv stack, for layer 'blockK': the last
+    activation of conv block K before its pooling (phi_K,j of the SRGAN paper's VGG loss)."""
+    pools = [i for i, m in enumerate(layers) if isinstance(m, nn.MaxPool2d)]
+    block = int(layer.removeprefix("block"))
+    if block > len(pools):
+        raise UserError(
+            f"content layer {layer!r}: the {name} network has {len(pools)} conv blocks; "
+            f"use block1..block{len(pools)}"
+        )
+    return nn.Sequential(*layers[: pools[block - 1]])
+
+
+def differentiable_extractor(name: str, layer: str, device: torch.device,
+                             network: nn.Module | None = None) -> nn.Module:  # fmt: skip
+    """The differentiable counterpart of feature_extractor(): a frozen module from [0, 1] images
+    to feature maps, for losses computed in a feature space (SRGAN's content loss).
+
+    'evaluator': a copy of `network`, the trained evaluator classifier (EvaluatorSpace.network),
+    cut after conv block K ('blockK') or whole up to its penultimate features ('features', the
+    FID space). 'vgg16': torchvision's ImageNet VGG16 (downloaded on first use; offline it
+    fails with a message) cut after block K, on ImageNet-normalised, channel-repeated input.
+    """
+    if name == "evaluator":
+        if network is None:
+            raise UserError(
+                "the evaluator's features are needed (a content loss) but no evaluator was "
+                "loaded; run `dvc repro train_evaluator evaluate_evaluator` first"
+            )
+        body = copy.deepcopy(network.body)
+        module = body if layer == "features" else _until_block(list(body), layer, name)
+        return FrozenFeatures(module).to(device)
+    if name == "vgg16":
+        from torchvision import models
+
+        if layer == "features":
+            raise UserError("content layer 'features' is the evaluator's; use blockK for vgg16")
+        weights = models.VGG16_Weights.DEFAULT
+        try:
+            vgg = models.vgg16(weights=weights)
+        except Exception as exc:  # offline machines cannot fetch the weights
+            raise UserError(
+                f"content features: cannot load vgg16 ImageNet weights ({exc}); go online once "
+                "so torchvision caches them, or use 'evaluator'"
+            ) from None
+        mean = torch.tensor(weights.transforms().mean).view(1, 3, 1, 1)
+        std = torch.tensor(weights.transforms().std).view(1, 3, 1, 1)
+        module = _until_block(list(vgg.features), layer, name)
+        return FrozenFeatures(module, mean, std, rgb=True).to(device)
+    raise UserError(f"no differentiable features for {name!r}; use 'evaluator' or 'vgg16'")
+
+
 def load_space(params, data, device: torch.device) -> EvaluatorSpace:
     """The trained evaluator and the reference features written by evaluate_evaluator."""
     from genmodels.config import EVALUATOR
@@ -254,4 +329,5 @@ def load_space(params, data, device: torch.device) -> EvaluatorSpace:
         data.test_images,
         SuiteSettings.from_params(params.evaluate),
         data.num_classes,
+        network=evaluator.classifier,
     )

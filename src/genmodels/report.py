@@ -119,7 +119,46 @@ def gan_sections(evals: dict[str, dict]) -> list[tuple[str, str]]:
     return [("GAN: the game and its failures", markdown_table(header, rows))]
 
 
-FAMILY_SECTIONS = {"autoencoder": autoencoder_sections, "vae": vae_sections, "gan": gan_sections}
+def cyclegan_sections(evals: dict[str, dict]) -> list[tuple[str, str]]:
+    header = ["instance", "direction", "L1", "L1 identity", "identity / L1", "PSNR",
+              "PSNR identity", "SSIM", "SSIM identity", "cycle L1", "FID", "FID true pairs",
+              "label preservation", "train s"]  # fmt: skip
+
+    def direction(m: dict, d: str) -> str:
+        source, target = (m["domain_a"], m["domain_b"])[:: 1 if d == "ab" else -1]
+        return f"{source} -> {target}"
+
+    rows = [
+        [name, direction(m, d), m[d]["l1"], m[d]["identity"]["l1"],
+         m[d]["l1_ratio_vs_identity"], m[d]["psnr"], m[d]["identity"]["psnr"], m[d]["ssim"],
+         m[d]["identity"]["ssim"], m[d]["cycle_l1"], m[d]["fid"], m[d]["fid_true_pairs"],
+         m[d].get("label_preservation", ""), m["train_seconds"]]
+        for name, m in evals.items()
+        for d in ("ab", "ba")
+    ]  # fmt: skip
+    return [("CycleGAN: translation against the true pairs (test set)",
+             markdown_table(header, rows))]  # fmt: skip
+
+
+def srgan_sections(evals: dict[str, dict]) -> list[tuple[str, str]]:
+    header = ["instance", "variant", "scale", "method", "PSNR", "SSIM", "FID vs HR test",
+              "accuracy", "HR accuracy", "train s"]  # fmt: skip
+    rows = []
+    for name, m in evals.items():
+        methods = [("bicubic", m["bicubic"])]
+        if "phase1" in m:
+            methods.append(("SRResNet (its phase 1)", m["phase1"]))
+        methods.append((m["variant"], m["model"]))
+        rows += [
+            [name, m["variant"], m["scale"], method, r["psnr"], r["ssim"], r["fid"],
+             r["accuracy"], m["hr_accuracy"], m["train_seconds"]]
+            for method, r in methods
+        ]  # fmt: skip
+    return [("SRGAN: super-resolution against bicubic (test set)", markdown_table(header, rows))]
+
+
+FAMILY_SECTIONS = {"autoencoder": autoencoder_sections, "vae": vae_sections, "gan": gan_sections,
+                   "cyclegan": cyclegan_sections, "srgan": srgan_sections}  # fmt: skip
 
 # (column, key in the sample metrics): every generator is judged on these, beside real images
 SAMPLE_COLUMNS = [
@@ -132,6 +171,8 @@ SAMPLE_COLUMNS = [
 
 def sample_metrics_of(metrics: dict) -> dict | None:
     """The sample metrics of an instance: top level for GANs, under 'samples' for VAEs."""
+    if metrics.get("family") == "srgan":  # its FID compares with the HR test images: own table
+        return None
     found = metrics.get("samples", metrics)
     return found if "fid" in found else None
 

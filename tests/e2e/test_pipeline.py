@@ -86,24 +86,64 @@ def test_prepare_outputs(reproduced):
     assert manifest["dataset"] == DATASET and manifest["counts"] == {"train": 512, "test": 256}
 
 
-INSTANCES = list(tiny_params()["models"])
-LOGGED = {"ae_k32": "loss,recon_loss", "ae_sparse": "loss,recon_loss,penalty",
-          "ae_denoise": "loss,recon_loss,plain_loss", "vae": "loss,recon,kl"}  # fmt: skip
+PARAMS = tiny_params()
+INSTANCES = list(PARAMS["models"])
+FAMILY = {name: model["family"] for name, model in PARAMS["models"].items()}
+STEPS = 512 // 64
+# the first logged columns of each family's training curve (monitor columns follow)
+LOGGED = {
+    "ae_k32": "loss,recon_loss", "ae_sparse": "loss,recon_loss,penalty",
+    "ae_denoise": "loss,recon_loss,plain_loss", "vae": "loss,recon,kl",
+    "gan": "d_loss,d_grad_norm,d_real,d_fake,g_grad_norm,g_loss",
+}  # fmt: skip
+MONITORED = {
+    "autoencoder": {"monitor_test_mse", "monitor_recon_accuracy"},
+    "vae": {"monitor_fid", "monitor_recall", "monitor_recon_accuracy"},
+    "gan": {"monitor_fid", "monitor_precision", "monitor_recall", "monitor_class_coverage"},
+    "cgan": {"monitor_fid", "monitor_recall", "monitor_class_kl", "monitor_class_9"},
+}
+GRAPHS = {"autoencoder": {"encoder", "decoder"}, "vae": {"encoder", "decoder"},
+          "gan": {"generator"}, "cgan": {"generator"}}  # fmt: skip
+SAMPLE_KEYS = {"fid", "kid", "kid_std", "precision", "recall", "density", "coverage",
+               "class_coverage", "class_kl", "classifier_score", "memorisation"}  # fmt: skip
 
 
 def test_every_lecture_model_is_an_instance():
-    lecture = {"ae_k2", "ae_k8", "ae_k32", "ae_sparse", "ae_denoise", "vae_lecture", "vae"}
+    lecture = {"ae_k2", "ae_k8", "ae_k32", "ae_sparse", "ae_denoise", "vae_lecture", "vae", "gan",
+               "cgan"}  # fmt: skip
     assert lecture <= set(INSTANCES)
+
+
+def test_evaluator_and_reference(reproduced):
+    train = read_json(reproduced / "metrics/train/evaluator.json")
+    assert train["steps"] == STEPS
+    accuracy = read_json(reproduced / "metrics/eval/evaluator.json")["accuracy"]
+    assert 0.2 < accuracy <= 1  # one epoch on 512 images: well above chance (0.1)
+    reference = read_json(reproduced / "metrics/eval/reference.json")
+    assert set(reference) >= SAMPLE_KEYS and reference["n_samples"] == 200
+    assert reference["precision"] > 0.5 and reference["recall"] > 0.5
+    assert (reproduced / "data/reference/features.pt").stat().st_size > 0
+    parity = read_json(reproduced / "metrics/export/evaluator.json")
+    assert parity["classifier"]["max_abs_diff"] <= 1e-4
 
 
 @pytest.mark.parametrize("instance", INSTANCES)
 def test_train_outputs(reproduced, instance):
     final = read_json(reproduced / f"metrics/train/{instance}.json")
-    assert final["steps"] == 512 // 64 and final["loss"] > 0
+    assert final["steps"] == STEPS
     rows = (reproduced / f"plots/train/{instance}.csv").read_text().splitlines()
-    assert rows[0].startswith("step,epoch,") and len(rows) == 1 + 4
+    assert len(rows) == 1 + STEPS
+    header = rows[0].split(",")
+    assert header[:2] == ["step", "epoch"]
     if instance in LOGGED:
-        assert rows[0] == f"step,epoch,{LOGGED[instance]}"
+        assert ",".join(header[2:]).startswith(LOGGED[instance])
+    # watched in the evaluator space every train.monitor_every steps (4 here): rows 4 and 8
+    assert MONITORED[FAMILY[instance]] <= set(header)
+    column = header.index(sorted(MONITORED[FAMILY[instance]])[0])
+    filled = [row.split(",")[0] for row in rows[1:] if row.split(",")[column] != ""]
+    assert filled == ["4", "8"]
+    if FAMILY[instance] in ("gan", "cgan"):
+        assert "oscillation_index" in final and final["collapse"]["recall_final"] >= 0
     assert (reproduced / f"models/{instance}/model.pt").stat().st_size > 0
     assert not (reproduced / f"checkpoints/{instance}/last.pt").exists()
 
@@ -111,40 +151,60 @@ def test_train_outputs(reproduced, instance):
 @pytest.mark.parametrize("instance", INSTANCES)
 def test_evaluate_outputs(reproduced, instance):
     metrics = read_json(reproduced / f"metrics/eval/{instance}.json")
-    for key in ("mse", "psnr", "ssim", "latent_dim"):
-        assert isinstance(metrics[key], int | float)
-    if metrics["family"] == "autoencoder":
-        assert set(metrics["pca"]) == {"mse", "psnr", "ssim"} and 0 <= metrics["sparsity"] <= 1
-    else:
+    family = metrics["family"]
+    assert family == FAMILY[instance] and metrics["train_seconds"] > 0
+    if family == "autoencoder":
+        assert {"mse", "psnr", "ssim", "latent_dim", "recon_accuracy"} <= set(metrics)
+        assert set(metrics["pca"]) == {"mse", "psnr", "ssim", "recon_accuracy"}
+        assert 0 <= metrics["sparsity"] <= 1
+    if family == "vae":
         assert {"elbo", "recon", "kl", "nll_iwae", "iwae_k", "active_units"} <= set(metrics)
+        assert set(metrics["samples"]) >= SAMPLE_KEYS
+    if family in ("gan", "cgan"):
+        assert SAMPLE_KEYS | {"oscillation_index", "collapse"} <= set(metrics)
+        assert metrics["n_samples"] == 200 and len(metrics["class_histogram"]) == 10
+    if family == "cgan":
+        assert len(metrics["per_class"]) == 10
+        assert {"conditional_accuracy", "diversity_ratio_min", "fid_per_class_mean"} <= set(metrics)
     if instance == "ae_denoise":
         assert set(metrics["denoising"]) == {"sigma_0.1", "sigma_0.3", "sigma_0.5"}
     index = read_json(reproduced / f"reports/figures/{instance}/figures.json")
     for name in index.values():
         assert (reproduced / f"reports/figures/{instance}/{name}").read_bytes()[:4] == b"\x89PNG"
+    if family in ("gan", "cgan"):
+        assert {"samples.png", "progression.png", "game.png"} <= set(index.values())
 
 
 def test_report_has_every_table_and_figure(reproduced):
     report = (reproduced / "reports/evaluation.md").read_text()
-    for title in ("against PCA", "Sparsity of the code", "Denoising", "VAE: test-set bound"):
+    for title in ("against PCA", "Sparsity of the code", "Denoising", "VAE: test-set bound",
+                  "Sample quality in the evaluator", "reference: real test images",
+                  "GAN: the game"):  # fmt: skip
         assert title in report
     for instance in INSTANCES:
-        assert f"| {instance} |" in report and f"figures/{instance}/reconstructions.png" in report
+        assert f"| {instance} |" in report and f"figures/{instance}/" in report
     assert (
         "figures/vae_lecture/manifold.png" in report
         and "figures/ae_denoise/denoising.png" in report
+        and "figures/gan/progression.png" in report
     )
 
 
 @pytest.mark.parametrize("instance", INSTANCES)
 def test_export_outputs_run_in_onnxruntime(reproduced, instance):
     parity = read_json(reproduced / f"metrics/export/{instance}.json")
-    assert set(parity) == {"encoder", "decoder"}
+    assert set(parity) == GRAPHS[FAMILY[instance]]
     assert all(graph["max_abs_diff"] <= 1e-4 for graph in parity.values())
     latent = read_json(reproduced / f"metrics/eval/{instance}.json")["latent_dim"]
-    decoder = ort.InferenceSession(str(reproduced / f"exported/{instance}/decoder.onnx"))
-    (image,) = decoder.run(None, {"z": np.zeros((3, latent), dtype=np.float32)})
+    name = "decoder" if "decoder" in parity else "generator"
+    session = ort.InferenceSession(str(reproduced / f"exported/{instance}/{name}.onnx"))
+    feed = {"z": np.zeros((3, latent), dtype=np.float32)}
+    if FAMILY[instance] == "cgan":
+        feed["label"] = np.array([0, 5, 9], dtype=np.int64)
+    (image,) = session.run(None, feed)
     assert image.shape == (3, 1, 28, 28) and image.min() >= 0 and image.max() <= 1
+    meta = session.get_modelmeta().custom_metadata_map
+    assert meta["instance"] == instance and meta["task"] in ("decode", "generate")
 
 
 def test_every_stage_logged_to_mlflow(reproduced):
@@ -153,17 +213,30 @@ def test_every_stage_logged_to_mlflow(reproduced):
     runs = client.search_runs([experiment.experiment_id])
     stages = {run.data.tags["dvc_stage"] for run in runs}
     per_instance = {f"{stage}@{m}" for stage in ("train", "evaluate", "export") for m in INSTANCES}
-    assert stages == {"prepare", "report"} | per_instance
+    evaluator = {"train_evaluator", "evaluate_evaluator", "export_evaluator"}
+    assert stages == {"prepare", "report"} | evaluator | per_instance
     train = next(r for r in runs if r.data.tags["dvc_stage"] == "train@ae_k32")
     assert train.data.params["model.latent_dim"] == "32" and "git_commit" in train.data.tags
-    assert len(client.get_metric_history(train.info.run_id, "loss")) == 4
+    assert len(client.get_metric_history(train.info.run_id, "loss")) == STEPS
+    assert len(client.get_metric_history(train.info.run_id, "monitor_recon_accuracy")) == 2
     assert (reproduced / "mlartifacts").is_dir()
+
+
+def test_registry_holds_every_graph(reproduced):
+    record = read_json(reproduced / "reports/registry.json")
+    client = MlflowClient(f"sqlite:///{reproduced / 'mlflow.db'}")
+    names = {m.name for m in client.search_registered_models()}
+    for instance in INSTANCES:
+        for graph in GRAPHS[FAMILY[instance]]:
+            assert f"{instance}-{graph}" in names
+    assert record
 
 
 def test_dvc_metrics_and_plots_work(reproduced):
     shown = json.loads(dvc(reproduced, "metrics", "show", "--json").stdout)
     files = next(iter(shown.values()))["data"]
-    assert {"metrics/data.json", "metrics/eval/vae.json", "metrics/export/ae_k2.json"} <= set(files)
+    assert {"metrics/data.json", "metrics/eval/vae.json", "metrics/export/ae_k2.json",
+            "metrics/eval/reference.json", "metrics/eval/gan.json"} <= set(files)  # fmt: skip
     dvc(reproduced, "plots", "show", "-o", "plots_html")
     assert (reproduced / "plots_html/index.html").exists()
 
@@ -178,4 +251,4 @@ def test_changing_epochs_reruns_training_and_dependents_only(reproduced):
     params["models"]["ae_k8"]["epochs"] = 2
     (reproduced / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     stale = set(json.loads(dvc(reproduced, "status", "--json").stdout))
-    assert stale == {"train@ae_k8", "evaluate@ae_k8", "export@ae_k8", "report"}
+    assert stale == {"train@ae_k8", "evaluate@ae_k8", "export@ae_k8", "report", "register"}

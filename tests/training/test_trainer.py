@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import json
+import math
 import signal
 import subprocess
 import sys
@@ -244,3 +246,36 @@ def test_rows_average_each_number_over_the_steps_that_logged_it(tmp_path):
 def test_monitor_interval_must_fall_on_logged_rows():
     with pytest.raises(ValueError, match="multiple of log_every"):
         TrainParams(log_every=50, monitor_every=120)
+
+
+@pytest.mark.parametrize(
+    "switches", [{"mixed_precision": "bf16", "channels_last": "on"}, {"compile": True}]
+)
+def test_the_gpu_path_switches_train_the_same_recipe(digits_prepared, tmp_path, monkeypatch,
+                                                    switches):  # fmt: skip
+    # forced on the CPU: training runs and the saved weights load into a bare recipe.
+    # compile: dynamo's eager backend checks the wrapping; inductor's codegen is torch's to test
+    monkeypatch.setattr(torch, "compile", functools.partial(torch.compile, backend="eager"))
+    seed_everything(0)
+    params = AutoencoderParams(family="autoencoder", arch="conv", channels=[8, 16], latent_dim=4,
+                               steps=6, batch_size=32)  # fmt: skip
+    recipe = build_recipe(params, data_info(digits_prepared), torch.device("cpu"))
+    settings = TrainParams(log_every=3, progress="log", **switches)
+    trainer = Trainer(
+        recipe, digits_prepared.train_images, digits_prepared.train_labels, budget=Budget(steps=6),
+        batch_size=32, settings=settings, outputs=outputs_in(tmp_path), fingerprint="gpu-path",
+    )  # fmt: skip
+    compiled = switches.get("compile", False)
+    assert (type(recipe.encoder).__name__ == "OptimizedModule") == compiled
+    final = trainer.fit()
+    assert final["bf16"] == ("mixed_precision" in switches) and final["compile"] == compiled
+    assert final["channels_last"] == ("channels_last" in switches)
+    assert math.isfinite(final["loss"])
+    saved = torch.load(outputs_in(tmp_path).weights, weights_only=True)
+    fresh = build_recipe(params, data_info(digits_prepared), torch.device("cpu"))
+    fresh.load_state_dict(saved)  # no wrapper prefixes in the saved names
+
+
+def test_the_gpu_path_is_off_on_the_cpu_by_default(digits_prepared, tmp_path):
+    final, _ = train_ae(digits_prepared, tmp_path, steps=3)
+    assert not final["bf16"] and not final["channels_last"] and not final["compile"]

@@ -25,6 +25,18 @@ def recipe_class(family: str) -> type[Recipe]:
         from genmodels.models.gan import GANRecipe
 
         return GANRecipe
+    if family == "cgan":
+        from genmodels.models.cgan import CGANRecipe
+
+        return CGANRecipe
+    if family == "cyclegan":
+        from genmodels.models.cyclegan import CycleGANRecipe
+
+        return CycleGANRecipe
+    if family == "srgan":
+        from genmodels.models.srgan import SRGANRecipe
+
+        return SRGANRecipe
     if family == "evaluator":
         from genmodels.models.evaluator import EvaluatorRecipe
 

@@ -102,12 +102,13 @@ class AutoencoderRecipe(Recipe):
         self.encoder, self.decoder = build_autoencoder(params, data)
         self.optimizer = self._adam(self.encoder, self.decoder)
         self.denoising = params.noise.kind != "none"
-        self.plain: tuple[nn.Module, nn.Module] | None = None
+        self.plain_encoder: nn.Module | None = None
+        self.plain_decoder: nn.Module | None = None
         if self.denoising:
             # a plain twin of the same size, trained on the same clean batches: the baseline
             # the denoiser is measured against
-            self.plain = build_autoencoder(params, data)
-            self.plain_optimizer = self._adam(*self.plain)
+            self.plain_encoder, self.plain_decoder = build_autoencoder(params, data)
+            self.plain_optimizer = self._adam(self.plain_encoder, self.plain_decoder)
         for module in self.modules().values():
             module.to(device)
 
@@ -117,13 +118,13 @@ class AutoencoderRecipe(Recipe):
 
     def modules(self) -> dict[str, nn.Module]:
         found = {"encoder": self.encoder, "decoder": self.decoder}
-        if self.plain is not None:
-            found |= {"plain_encoder": self.plain[0], "plain_decoder": self.plain[1]}
+        if self.denoising:
+            found |= {"plain_encoder": self.plain_encoder, "plain_decoder": self.plain_decoder}
         return found
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         found = {"adam": self.optimizer}
-        if self.plain is not None:
+        if self.denoising:
             found["plain_adam"] = self.plain_optimizer
         return found
 
@@ -141,9 +142,9 @@ class AutoencoderRecipe(Recipe):
         logged = {"loss": loss.detach(), "recon_loss": recon_loss.detach()}
         if p.sparsity.kind != "none":
             logged["penalty"] = penalty.detach()
-        if self.plain is not None:
-            encoder, decoder = self.plain
-            plain_loss = reconstruction_loss(decoder(encoder(clean)), clean, p.loss)
+        if self.denoising:
+            plain = self.plain_decoder(self.plain_encoder(clean))
+            plain_loss = reconstruction_loss(plain, clean, p.loss)
             self.plain_optimizer.zero_grad(set_to_none=True)
             plain_loss.backward()
             self.plain_optimizer.step()
@@ -212,7 +213,7 @@ class AutoencoderRecipe(Recipe):
             self.params.noise.kind,
             {"gaussian": "sigma", "mask": "p"}[self.params.noise.kind],
         )
-        plain_encoder, plain_decoder = self.plain
+        plain_encoder, plain_decoder = self.plain_encoder, self.plain_decoder
 
         def run(fn, images: Tensor) -> Tensor:
             batches = [fn(b.to(ctx.device)).cpu() for b in images.split(ctx.batch_size)]
@@ -256,7 +257,7 @@ class AutoencoderRecipe(Recipe):
                 output_names=["z"],
                 dynamic_axes={"image": {0: "batch"}},
                 doc=f"image [batch,{c},{h},{w}] float32 in [0,1] -> z [batch,{k}]",
-                metadata=meta,
+                metadata=meta | {"task": "encode"},
                 real_inputs=None if real_images is None else (real_images.cpu(),),
             ),
             Exportable(
@@ -267,7 +268,7 @@ class AutoencoderRecipe(Recipe):
                 output_names=["image"],
                 dynamic_axes={"z": {0: "batch"}},
                 doc=f"z [batch,{k}] float32 -> image [batch,{c},{h},{w}] in [0,1]",
-                metadata=meta,
+                metadata=meta | {"task": "decode"},
                 real_inputs=None if real_codes is None else (real_codes,),
             ),
         ]

@@ -135,7 +135,11 @@ class EvaluatorRecipe(Recipe):
                 dynamic_axes={"image": {0: "batch"}},
                 doc=f"image [batch,{c},{h},{w}] in [0,1] -> class probabilities "
                 f"[batch,{self.data.num_classes}], features [batch,{self.params.features}]",
-                metadata={"family": self.family, "num_classes": str(self.data.num_classes)},
+                metadata={
+                    "task": "classify",
+                    "num_classes": str(self.data.num_classes),
+                    "pixel_range": "0,1",
+                },  # fmt: skip
                 real_inputs=None if real_images is None else (real_images.cpu(),),
             )
         ]

@@ -248,7 +248,7 @@ class VAERecipe(Recipe):
                 output_names=["image"],
                 dynamic_axes={"z": {0: "batch"}},
                 doc=f"z [batch,{k}] float32 -> image [batch,{c},{h},{w}]: pixel means in [0,1]",
-                metadata=meta,
+                metadata=meta | {"task": "decode"},
                 real_inputs=None if real_means is None else (real_means,),
             ),
             Exportable(
@@ -259,7 +259,7 @@ class VAERecipe(Recipe):
                 output_names=["mean", "logvar"],
                 dynamic_axes={"image": {0: "batch"}},
                 doc=f"image [batch,{c},{h},{w}] in [0,1] -> mean, logvar [batch,{k}] of q(z|x)",
-                metadata=meta,
+                metadata=meta | {"task": "encode"},
                 real_inputs=None if real_images is None else (real_images.cpu(),),
             ),
         ]

@@ -1,5 +1,6 @@
 """Training: the Recipe contract, the Trainer, device and seed handling."""
 
+from genmodels.training import distributed
 from genmodels.training.recipe import Batch, DataInfo, EvalContext, EvalResult, Exportable, Recipe
 from genmodels.training.trainer import Budget, Trainer, TrainOutputs
 
@@ -13,4 +14,5 @@ __all__ = [
     "Recipe",
     "TrainOutputs",
     "Trainer",
+    "distributed",
 ]

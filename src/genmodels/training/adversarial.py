@@ -27,7 +27,7 @@ from genmodels.nn.adversarial import (
     r1_penalty,
     with_spectral_norm,
 )
-from genmodels.training.recipe import Batch, DataInfo, Recipe
+from genmodels.training.recipe import Batch, DataInfo, Recipe, unwrap
 
 PROGRESS_SAMPLES = 16  # fixed latent vectors drawn into the per-epoch progression grid
 
@@ -120,7 +120,7 @@ class AdversarialRecipe(Recipe):
             logged["g_grad_norm"] = grad_norm(self.generator.parameters())
             self.opt_g.step()
             if self.ema is not None:
-                self.ema.update_parameters(self.generator)
+                self.ema.update_parameters(unwrap(self.generator))
             logged["g_loss"] = g_loss.detach()
         return logged
 

@@ -15,6 +15,7 @@ from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
+from torch.nn.parallel import DistributedDataParallel
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,9 @@ class Exportable:
     metadata: dict[str, str] = field(default_factory=dict)
     # inputs built from real test data, checked for parity besides random ones
     real_inputs: tuple[Tensor, ...] | None = None
+    # further inputs (tuples like example_inputs) checked for parity: other spatial sizes of a
+    # graph whose height and width are dynamic (an upscaler at 7x7 and 14x14)
+    parity_inputs: list[tuple[Tensor, ...]] = field(default_factory=list)
 
 
 @dataclass
@@ -77,6 +81,17 @@ class EvalResult:
     table: dict[str, float] = field(default_factory=dict)  # headline numbers for the report
 
 
+def unwrap(module: nn.Module) -> nn.Module:
+    """The network inside DistributedDataParallel and torch.compile wrappers (or itself)."""
+    while True:
+        if isinstance(module, DistributedDataParallel):
+            module = module.module
+        elif isinstance(module, torch._dynamo.eval_frame.OptimizedModule):
+            module = module._orig_mod
+        else:
+            return module
+
+
 class Recipe(ABC):
     """A model family: its modules, optimizers, one training step, evaluation and exports."""
 
@@ -88,6 +103,19 @@ class Recipe(ABC):
         self.device = device
         self.space: Any = None  # the evaluator space (genmodels.features), when monitoring
         self.monitor_samples = 0
+        # True when training itself uses the evaluator (a loss in its features, as SRGAN's
+        # content loss): the train stage then attaches the space even with monitoring off
+        self.needs_space = False
+
+    def attach_data(self, prepared_dir: str | Path) -> dict[str, Any]:
+        """Reads what the family needs from the prepare stage's output besides the train/test
+        images the Trainer and EvalContext carry (the CycleGAN: its domain pairs, domains.pt).
+
+        The train, evaluate and export stages call it right after building (or loading) the
+        recipe. Returns what identifies that data (JSON-able): it joins the training checkpoint's
+        fingerprint, so a checkpoint made on other data is not resumed. Most families need none.
+        """
+        return {}
 
     def attach_space(self, space: Any, monitor_samples: int) -> None:
         """Gives the recipe the evaluator space its monitor() judges samples in."""
@@ -136,6 +164,26 @@ class Recipe(ABC):
     def load_extra_state(self, state: dict[str, Any]) -> None:  # noqa: B027 - optional hook
         pass
 
+    def wrap_trained(self, wrap) -> None:
+        """Wraps every network an optimizer trains (DistributedDataParallel under torchrun,
+        torch.compile).
+
+        A network is found by its modules() name, which must be the recipe's attribute holding
+        it; the recipe's own calls then go through the wrapper. Weight averages and frozen
+        networks stay as they are.
+        """
+        trained = {id(p) for opt in self.optimizers().values() for group in opt.param_groups
+                   for p in group["params"]}  # fmt: skip
+        for name, module in self.modules().items():
+            if not any(id(p) in trained for p in module.parameters()):
+                continue
+            if getattr(self, name, None) is not module:
+                raise TypeError(
+                    f"{type(self).__name__}: modules()['{name}'] is not self.{name}, so it "
+                    "cannot be wrapped for distributed training"
+                )
+            setattr(self, name, wrap(module))
+
     def train(self, mode: bool = True) -> None:
         for module in self.modules().values():
             module.train(mode)
@@ -153,8 +201,8 @@ class Recipe(ABC):
                 module.train(modes[name])
 
     def state_dict(self) -> dict[str, Any]:
-        return {name: m.state_dict() for name, m in self.modules().items()}
+        return {name: unwrap(m).state_dict() for name, m in self.modules().items()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         for name, module in self.modules().items():
-            module.load_state_dict(state[name])
+            unwrap(module).load_state_dict(state[name])

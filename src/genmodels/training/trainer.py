@@ -26,9 +26,13 @@ from tqdm import tqdm
 
 from genmodels.config import TrainParams
 from genmodels.io import save_torch, write_json, write_text
+from genmodels.training import distributed
+from genmodels.training.distributed import World
 from genmodels.training.recipe import Batch, Recipe
 
 log = logging.getLogger(__name__)
+
+SINGLE_PROCESS = World()
 
 # Given an MLflow run id to resume (or None), opens the run; returns an object with log_metrics.
 RunOpener = Callable[[str | None], AbstractContextManager[Any]]
@@ -84,6 +88,7 @@ class Trainer:
         fingerprint: str,
         open_run: RunOpener | None = None,
         name: str = "train",
+        world: World = SINGLE_PROCESS,
     ):
         if images.dtype != torch.uint8:
             raise TypeError("the Trainer expects uint8 images (pixels 0..255)")
@@ -92,14 +97,43 @@ class Trainer:
         self.images = images.to(self.device)
         self.labels = labels.to(self.device)
         self.batch_size = min(batch_size, len(images))
+        # under torchrun each process takes its share of every global batch
+        self.world = world
+        self.local_batch = distributed.check_batch(self.batch_size, world)
         # drop the ragged last batch: every step sees the same batch size (BatchNorm, GANs)
         self.steps_per_epoch = max(1, len(images) // self.batch_size)
         self.total_steps = budget.total_steps(self.steps_per_epoch)
         self.settings = settings
         self.outputs = outputs
         self.fingerprint = fingerprint
-        self.open_run = open_run or (lambda run_id: nullcontext(_NoRun()))
+        # rank 0 alone records: MLflow, checkpoints, metrics and plots
+        no_run = lambda run_id: nullcontext(_NoRun())  # noqa: E731
+        self.open_run = (open_run or no_run) if world.is_main else no_run
         self.name = name
+        self._accelerate(settings)
+        if world.distributed:
+            recipe.wrap_trained(distributed.wrapper(world, self.device))
+        if settings.compile:  # after DDP, so that dynamo sees its buckets
+            recipe.wrap_trained(torch.compile)
+            # one weight init for all (DDP broadcasts rank 0's), but each rank its own noise
+            torch.manual_seed(settings.seed * 1009 + world.rank)
+
+    def _accelerate(self, settings: TrainParams) -> None:
+        """The GPU path: bf16 autocast, channels-last layout, torch.compile (from params)."""
+        cuda = self.device.type == "cuda"
+        bf16 = settings.mixed_precision == "bf16" or (
+            settings.mixed_precision == "auto" and cuda and torch.cuda.is_bf16_supported()
+        )
+        # bf16 keeps float32's range: no loss scaling, and losses autocast keeps in float32
+        self.autocast = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=bf16)
+        self.channels_last = settings.channels_last == "on" or (
+            settings.channels_last == "auto" and cuda
+        )
+        if self.channels_last:
+            for module in self.recipe.modules().values():
+                module.to(memory_format=torch.channels_last)
+        self.acceleration = {"bf16": bf16, "channels_last": self.channels_last,
+                             "compile": settings.compile}  # fmt: skip
 
     # -- state ------------------------------------------------------------------------------
     def _fresh_state(self) -> dict[str, Any]:
@@ -122,22 +156,35 @@ class Trainer:
             "optimizers": {k: o.state_dict() for k, o in self.recipe.optimizers().items()},
             "schedulers": {k: s.state_dict() for k, s in self.recipe.schedulers().items()},
             "extra": self.recipe.extra_state(),
-            "rng_cpu": torch.get_rng_state(),
-            "rng_cuda": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else [],
+            # every rank's generator state, so each resumes its own noise
+            "rng_cpu": distributed.gather_objects(torch.get_rng_state(), self.world),
+            "rng_cuda": distributed.gather_objects(
+                torch.cuda.get_rng_state_all() if self.device.type == "cuda" else [], self.world
+            ),
         }
-        save_torch(payload, self.outputs.checkpoint)
+        if self.world.is_main:
+            save_torch(payload, self.outputs.checkpoint)
+        distributed.barrier(self.world)
 
-    def _load_checkpoint(self) -> dict[str, Any] | None:
+    def _read_checkpoint(self) -> dict[str, Any] | None:
         path = self.outputs.checkpoint
         if not path.exists():
             return None
         try:
-            payload = torch.load(path, map_location=self.device, weights_only=True)
+            payload = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:  # a damaged checkpoint is only lost time: start over
             log.warning("ignoring unreadable checkpoint %s (%s); training from scratch", path, exc)
             return None
         if payload.get("fingerprint") != self.fingerprint:
             log.info("checkpoint %s is from other params or data; training from scratch", path)
+            return None
+        return payload
+
+    def _load_checkpoint(self) -> dict[str, Any] | None:
+        # rank 0 decides, so that every process resumes from the same step or none does
+        payload = self._read_checkpoint() if self.world.is_main else None
+        payload = distributed.broadcast_object(payload, self.world)
+        if payload is None:
             return None
         self.recipe.load_state_dict(payload["recipe"])
         for key, opt in self.recipe.optimizers().items():
@@ -145,9 +192,9 @@ class Trainer:
         for key, sched in self.recipe.schedulers().items():
             sched.load_state_dict(payload["schedulers"][key])
         self.recipe.load_extra_state(payload["extra"])
-        torch.set_rng_state(payload["rng_cpu"].cpu())
-        if payload["rng_cuda"]:
-            torch.cuda.set_rng_state_all([s.cpu() for s in payload["rng_cuda"]])
+        torch.set_rng_state(payload["rng_cpu"][self.world.rank].cpu())
+        if payload["rng_cuda"][self.world.rank]:
+            torch.cuda.set_rng_state_all([s.cpu() for s in payload["rng_cuda"][self.world.rank]])
         state = payload["trainer"]
         log.info(
             "resuming %s from checkpoint at step %d/%d", self.name, state["step"], self.total_steps
@@ -162,11 +209,16 @@ class Trainer:
 
     def _batch(self, order: Tensor, index_in_epoch: int) -> Batch:
         idx = order[index_in_epoch * self.batch_size : (index_in_epoch + 1) * self.batch_size]
-        return Batch(images=self.images[idx].float().div_(255.0), labels=self.labels[idx])
+        idx = idx[self.world.rank :: self.world.size]  # this process's shard
+        images = self.images[idx].float().div_(255.0)
+        if self.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        return Batch(images=images, labels=self.labels[idx])
 
     def _use_bar(self) -> bool:
         mode = self.settings.progress
-        return mode == "bar" or (mode == "auto" and sys.stderr.isatty())
+        on_terminal = mode == "bar" or (mode == "auto" and sys.stderr.isatty())
+        return on_terminal and self.world.is_main
 
     def fit(self) -> dict[str, Any]:
         state = self._load_checkpoint() or self._fresh_state()
@@ -191,7 +243,13 @@ class Trainer:
                     order = self._epoch_order(epoch)
                     if index == 0:
                         state["epoch"], state["epoch_count"] = {}, {}
-                values = self.recipe.training_step(self._batch(order, index), step)
+                fetch_started = time.perf_counter()
+                batch = self._batch(order, index)
+                state["data_seconds"] = state.get("data_seconds", 0.0) + (
+                    time.perf_counter() - fetch_started
+                )
+                with self.autocast:
+                    values = self.recipe.training_step(batch, step)
                 for key, value in values.items():
                     value = value.detach() if isinstance(value, Tensor) else float(value)
                     for sums, counts in (("window", "window_count"), ("epoch", "epoch_count")):
@@ -203,7 +261,10 @@ class Trainer:
                     self.recipe.end_of_epoch(epoch)
                 if done % log_every == 0 or done == self.total_steps:
                     row = self._flush_window(state, done, epoch)
-                    if monitor_every and (done % monitor_every == 0 or done == self.total_steps):
+                    watch = monitor_every and (
+                        done % monitor_every == 0 or done == self.total_steps
+                    )
+                    if watch and self.world.is_main:
                         watched = self.recipe.monitor()
                         row |= {f"monitor_{k}": v for k, v in watched.items()}
                     run.log_metrics({k: v for k, v in row.items() if k not in ("step",)}, step=done)
@@ -211,7 +272,8 @@ class Trainer:
                         {k: f"{v:.4g}" for k, v in row.items() if k not in ("step", "epoch")}
                     )
                     now = time.perf_counter()
-                    if not self._use_bar() and (now - last_line > 5 or done == self.total_steps):
+                    quiet = self._use_bar() or not self.world.is_main
+                    if not quiet and (now - last_line > 5 or done == self.total_steps):
                         last_line = now
                         shown = ", ".join(f"{k}={v:.4g}" for k, v in row.items() if k != "step")
                         log.info("%s step %d/%d: %s", self.name, done, self.total_steps, shown)
@@ -223,31 +285,37 @@ class Trainer:
             state["step"] = self.total_steps
             elapsed = time.perf_counter() - started
             final = self._final_metrics(state, elapsed)
-            run.log_metrics({f"final_{k}": v for k, v in final.items()})
-            self._write_outputs(state, final)
-            run.log_artifact(self.outputs.plots)
-            run.log_artifact(self.outputs.metrics)
-        self.outputs.checkpoint.unlink(missing_ok=True)
+            if self.world.is_main:
+                run.log_metrics({f"final_{k}": v for k, v in final.items()})
+                self._write_outputs(state, final)
+                run.log_artifact(self.outputs.plots)
+                run.log_artifact(self.outputs.metrics)
+                self.outputs.checkpoint.unlink(missing_ok=True)
+        distributed.barrier(self.world)
         return final
 
     def _flush_window(self, state: dict[str, Any], done: int, epoch: int) -> dict[str, float]:
-        row = {"step": done, "epoch": epoch + 1}
-        row |= {k: float(v) / state["window_count"][k] for k, v in state["window"].items()}
+        means = {k: float(v) / state["window_count"][k] for k, v in state["window"].items()}
+        row = {"step": done, "epoch": epoch + 1} | distributed.mean_over_ranks(means, self.world)
         state["history"].append(row)
         state["window"], state["window_count"] = {}, {}
         return row
 
     def _final_metrics(self, state: dict[str, Any], elapsed: float) -> dict[str, Any]:
-        final: dict[str, Any] = {
-            k: float(v) / state["epoch_count"][k] for k, v in state["epoch"].items()
-        }
+        means = {k: float(v) / state["epoch_count"][k] for k, v in state["epoch"].items()}
+        final: dict[str, Any] = distributed.mean_over_ranks(means, self.world)
         images = self.total_steps * self.batch_size
         final |= {
             "steps": self.total_steps,
             "epochs": round(self.total_steps / self.steps_per_epoch, 4),
             "batch_size": self.batch_size,
+            "processes": self.world.size,
+            **self.acceleration,
             "train_seconds": round(elapsed, 2),
             "images_per_second": round(images / elapsed, 1) if elapsed > 0 else math.inf,
+            # time spent slicing batches from the in-memory tensors: never the bottleneck
+            "data_seconds": round(state.get("data_seconds", 0.0), 3),
+            "data_fraction": round(state.get("data_seconds", 0.0) / elapsed, 5) if elapsed else 0,
         }
         final |= self.recipe.summarise(state["history"])
         return final

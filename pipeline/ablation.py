@@ -1,0 +1,87 @@
+"""`make ablation`: the GAN's losses and techniques compared at an equal budget, as DVC
+experiments on the `gan` instance, then tabulated into reports/ablation/gan.{json,md}.
+
+Each variant is `dvc exp run --temp -S models.gan.<key>=<value> ...` from the current commit:
+only the gan stages (and what reads them) run, with the same epochs, batch size and seed, and
+the experiments stay listed in `dvc exp show`. `--table-only` rebuilds the table from them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from genmodels.io import write_json, write_text
+from genmodels.report import markdown_table
+
+OUT = Path("reports/ablation")
+# name -> the overrides of models.gan; every other setting is the default instance's
+VARIANTS: dict[str, dict[str, str]] = {
+    "minimax": {"loss": "minimax"},
+    "nonsaturating": {"loss": "nonsaturating"},
+    "lsgan": {"loss": "lsgan"},
+    "hinge-sn": {"loss": "hinge", "spectral_norm": "true", "d_norm": "none"},
+    "wgan-gp": {"loss": "wgan_gp", "n_critic": "5", "d_norm": "layer", "betas": "[0.0,0.9]"},
+}
+METRIC_FILES = ("metrics/eval/gan.json",)
+COLUMNS = [("FID", "fid"), ("precision", "precision"), ("recall", "recall"),
+           ("classes covered", "class_coverage"), ("class KL", "class_kl"),
+           ("oscillation index", "oscillation_index"), ("train s", "train_seconds")]  # fmt: skip
+
+
+def dvc(*args: str, capture: bool = False) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "dvc", *args], check=True, text=True,
+        capture_output=capture,
+    )  # fmt: skip
+
+
+def run_variants(names: list[str]) -> None:
+    for name in names:
+        sets = [f"-S=models.gan.{key}={value}" for key, value in VARIANTS[name].items()]
+        print(f"ablation: dvc exp run --temp -n gan-{name} {' '.join(sets)}", flush=True)
+        dvc("exp", "run", "--temp", "--force", "-n", f"gan-{name}", *sets)
+
+
+def experiment_metrics() -> dict[str, dict]:
+    """metrics/eval/gan.json of each gan-* experiment, from `dvc exp show --json`."""
+    shown = json.loads(dvc("exp", "show", "--json", "--force", capture=True).stdout)
+    found: dict[str, dict] = {}
+    for commit in shown:
+        for exp in commit.get("experiments") or []:
+            for revision in exp.get("revs", []):
+                name = revision.get("name") or ""
+                data = revision.get("data") or {}
+                metrics = data.get("metrics") or {}
+                for path in METRIC_FILES:
+                    values = (metrics.get(path) or {}).get("data")
+                    if name.startswith("gan-") and values:
+                        found[name.removeprefix("gan-")] = values
+    return found
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--table-only", action="store_true", help="tabulate, run nothing")
+    parser.add_argument("--only", nargs="*", choices=sorted(VARIANTS), help="these variants")
+    args = parser.parse_args()
+    if not args.table_only:
+        run_variants(args.only or list(VARIANTS))
+    results = experiment_metrics()
+    missing = [name for name in VARIANTS if name not in results]
+    if missing:
+        print(f"ablation: no finished experiment for {', '.join(missing)}", file=sys.stderr)
+    rows = [[name, *(results[name].get(key, "") for _, key in COLUMNS)]
+            for name in VARIANTS if name in results]  # fmt: skip
+    table = markdown_table(["variant", *(label for label, _ in COLUMNS)], rows)
+    write_json(OUT / "gan.json", {name: results[name] for name in VARIANTS if name in results})
+    write_text(OUT / "gan.md", table + "\n")
+    print(table)
+    return 0 if not missing else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

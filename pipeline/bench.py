@@ -1,0 +1,139 @@
+"""bench (`make bench`): training throughput of every instance through the Trainer against a
+bare PyTorch loop over the same recipe and batch, the time spent waiting for data, the evaluate
+stage's cost per instance, and the pipeline's wall time -> reports/bench/train.json.
+
+The bare loop is the least a training loop can be: slice a batch from the in-memory tensors,
+call the family's training_step. The Trainer adds its bookkeeping (logging sums, log rows,
+progress, checkpoint schedule); the difference is its overhead. Both run on the same recipe
+after a warm-up, and the bare loop is timed before and after the Trainer so that a change in
+machine load shows rather than biasing one side.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from genmodels.config import EVALUATOR, TrainParams, load_params
+from genmodels.data.prepared import load_prepared
+from genmodels.features import load_space
+from genmodels.io import write_json
+from genmodels.models import build_recipe, data_info
+from genmodels.report import markdown_table
+from genmodels.stage import run_stage
+from genmodels.training import Batch, Budget, Trainer, TrainOutputs
+from genmodels.training.runtime import seed_everything, select_device, set_threads
+
+OUT = Path("reports/bench/train.json")
+WARMUP_STEPS = 5
+log = logging.getLogger("bench")
+
+
+def bare_loop(recipe, images, labels, batch_size: int, steps: int, first_step: int) -> float:
+    """Images per second of `steps` training steps with nothing around them."""
+    order = torch.randperm(len(images), generator=torch.Generator().manual_seed(first_step))
+    per_epoch = len(images) // batch_size
+    started = time.perf_counter()
+    for step in range(first_step, first_step + steps):
+        at = (step % per_epoch) * batch_size
+        idx = order[at : at + batch_size]
+        recipe.training_step(Batch(images[idx].float().div_(255.0), labels[idx]), step)
+    return steps * batch_size / (time.perf_counter() - started)
+
+
+def steps_for(recipe, images, labels, batch_size: int, seconds: float) -> int:
+    """Warms the recipe up and returns how many steps fill about `seconds`."""
+    started = time.perf_counter()
+    bare_loop(recipe, images, labels, batch_size, WARMUP_STEPS, 0)
+    per_step = (time.perf_counter() - started) / WARMUP_STEPS
+    return max(10, int(seconds / per_step))
+
+
+def measure(instance: str, params, data, device, seconds: float) -> dict:
+    model = params.model(instance)
+    seed_everything(params.train.seed)
+    recipe = build_recipe(model, data_info(data), device)
+    recipe.attach_data(params.data.prepared_dir)
+    if getattr(recipe, "needs_space", False):  # a loss computed in the evaluator space
+        with torch.random.fork_rng(devices=[]):
+            recipe.attach_space(load_space(params, data, device), params.train.monitor_samples)
+    recipe.train(True)
+    images, labels = data.train_images.to(device), data.train_labels.to(device)
+    batch = min(model.batch_size, len(images))
+    steps = steps_for(recipe, images, labels, batch, seconds)
+    before = bare_loop(recipe, images, labels, batch, steps, WARMUP_STEPS)
+    settings = TrainParams(
+        seed=params.train.seed, log_every=params.train.log_every, progress="log",
+        checkpoint_every=10**9, monitor_every=0, device=params.train.device,
+    )  # fmt: skip
+    with tempfile.TemporaryDirectory() as tmp:
+        trainer = Trainer(
+            recipe, data.train_images, data.train_labels, budget=Budget(steps=steps),
+            batch_size=batch, settings=settings,
+            outputs=TrainOutputs.for_instance(instance, "checkpoints", root=Path(tmp)),
+            fingerprint=f"bench-{instance}", name=f"bench@{instance}",
+        )  # fmt: skip
+        final = trainer.fit()
+    after = bare_loop(recipe, images, labels, batch, steps, WARMUP_STEPS + 2 * steps)
+    bare = (before + after) / 2
+    through = final["images_per_second"]
+    return {
+        "family": model.family,
+        "batch_size": batch,
+        "steps": steps,
+        "trainer_images_per_second": through,
+        "bare_images_per_second": round(bare, 1),
+        "bare_before_after": [round(before, 1), round(after, 1)],
+        "trainer_overhead": round(1 - through / bare, 4),
+        "data_fraction": final["data_fraction"],
+    }
+
+
+def main(args) -> None:
+    params = load_params(args.params)
+    set_threads(params.train.num_threads)
+    device = select_device(params.train.device)
+    data = load_prepared(params.data.prepared_dir)
+    logging.getLogger("genmodels.training.trainer").setLevel(logging.WARNING)
+    instances = [EVALUATOR, *params.models] if not args.only else args.only
+    results = {}
+    for instance in instances:
+        log.info("bench: %s", instance)
+        results[instance] = measure(instance, params, data, device, args.seconds)
+        log.info("bench: %s %s", instance, results[instance])
+
+    evaluate_cost = {}
+    for path in sorted(Path("metrics/eval").glob("*.json")):
+        seconds = json.loads(path.read_text()).get("evaluate_seconds")
+        if seconds is not None:
+            evaluate_cost[path.stem] = seconds
+    repro_path = Path("reports/bench/repro.json")
+    repro = json.loads(repro_path.read_text()) if repro_path.exists() else None
+    report = {
+        "device": str(device),
+        "threads": torch.get_num_threads(),
+        "training": results,
+        "evaluate_seconds": evaluate_cost,
+        "repro": repro,
+    }
+    write_json(OUT, report)
+    header = ["instance", "family", "batch", "Trainer img/s", "bare loop img/s",
+              "Trainer overhead", "data wait"]  # fmt: skip
+    rows = [[name, r["family"], r["batch_size"], r["trainer_images_per_second"],
+             r["bare_images_per_second"], f"{100 * r['trainer_overhead']:.1f}%",
+             f"{100 * r['data_fraction']:.2f}%"] for name, r in results.items()]  # fmt: skip
+    print(markdown_table(header, rows))
+
+
+if __name__ == "__main__":
+
+    def arguments(parser) -> None:
+        parser.add_argument("--seconds", type=float, default=8.0, help="time per measurement")
+        parser.add_argument("--only", nargs="*", help="these instances only")
+
+    run_stage(main, "Benchmark training throughput against a bare loop", arguments)

@@ -1,0 +1,167 @@
+"""The conditional GAN (lecture 3.2): generate only images of the class that is asked for.
+
+The generator takes (z, label) through a learned label embedding; the discriminator is
+conditioned by projection (Miyato and Koyama 2018: D(x, y) = psi(phi(x)) + <embed(y), phi(x)>)
+or by one-hot label maps concatenated to the image. The game, its losses, techniques,
+diagnostics and weight average are the GAN's (genmodels.training.adversarial).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from genmodels.config import CGANParams
+from genmodels.figures import class_names, save_rows
+from genmodels.metrics.fid import fid
+from genmodels.nn.dcgan import Discriminator, build_discriminator, build_generator
+from genmodels.training.adversarial import AdversarialRecipe
+from genmodels.training.recipe import EvalContext, EvalResult, Exportable
+
+
+class ConditionalGenerator(nn.Module):
+    """G(z, y): the label's embedding is concatenated to z before the generator body."""
+
+    def __init__(self, body: nn.Module, num_classes: int, embed_dim: int):
+        super().__init__()
+        self.embed = nn.Embedding(num_classes, embed_dim)
+        self.body = body
+
+    def forward(self, z: Tensor, labels: Tensor) -> Tensor:
+        return self.body(torch.cat([z, self.embed(labels)], dim=1))
+
+
+class ProjectionDiscriminator(nn.Module):
+    """D(x, y) = head(phi(x)) + <embed(y), phi(x)>: the class enters as an inner product with
+    the image features, the form the conditional log-likelihood ratio takes."""
+
+    def __init__(self, base: Discriminator, num_classes: int):
+        super().__init__()
+        self.base = base
+        self.embed = nn.Embedding(num_classes, base.trunk.out_features)
+
+    def forward(self, images: Tensor, labels: Tensor) -> Tensor:
+        phi = self.base.features(images)
+        return self.base.head(phi) + (self.embed(labels) * phi).sum(dim=1, keepdim=True)
+
+
+class ConcatDiscriminator(nn.Module):
+    """D(x, y) on the image with one constant one-hot map per class stacked as channels."""
+
+    def __init__(self, base: Discriminator, num_classes: int):
+        super().__init__()
+        self.base = base
+        self.num_classes = num_classes
+
+    def forward(self, images: Tensor, labels: Tensor) -> Tensor:
+        n, _, h, w = images.shape
+        maps = F.one_hot(labels, self.num_classes).to(images.dtype)
+        return self.base(images, maps[:, :, None, None].expand(n, self.num_classes, h, w))
+
+
+def pairwise_diversity(features: Tensor) -> float:
+    """Mean Euclidean distance between distinct pairs of feature vectors."""
+    if len(features) < 2:
+        return 0.0
+    distances = torch.cdist(features.double(), features.double())
+    n = len(features)
+    return (distances.sum() / (n * (n - 1))).item()
+
+
+class CGANRecipe(AdversarialRecipe):
+    family = "cgan"
+    conditional = True
+
+    def build_networks(self) -> tuple[nn.Module, nn.Module]:
+        p: CGANParams = self.params
+        shape, classes = self.data.image_shape, self.data.num_classes
+        body = build_generator(p.arch, p.latent_dim + p.embed_dim, p.g_channels, p.g_hidden, shape)
+        generator = ConditionalGenerator(body, classes, p.embed_dim)
+        extra = classes if p.conditioning == "concat" else 0
+        base = build_discriminator(
+            p.arch, shape, p.d_channels, p.d_hidden, extra_channels=extra, norm=p.d_norm,
+            minibatch_std=p.minibatch_std,
+        )  # fmt: skip
+        if p.conditioning == "concat":
+            return generator, ConcatDiscriminator(base, classes)
+        return generator, ProjectionDiscriminator(base, classes)
+
+    def generate(self, generator: nn.Module, z: Tensor, labels: Tensor) -> Tensor:
+        return generator(z, labels)
+
+    def discriminate(self, images: Tensor, labels: Tensor) -> Tensor:
+        return self.discriminator(images, labels)
+
+    @torch.no_grad()
+    def evaluate(self, ctx: EvalContext) -> EvalResult:
+        self.train(False)
+        space, classes = ctx.space, self.data.num_classes
+        gen = torch.Generator().manual_seed(ctx.seed)
+        z = torch.randn(ctx.n_samples, self.params.latent_dim, generator=gen)
+        requested = torch.arange(ctx.n_samples) % classes  # the same count of every class
+        samples = self.sample(z, requested)
+        features = space.features(samples)
+        predicted = space.probabilities(samples).argmax(1)
+        hit = predicted == requested
+        real_features, real_labels = space.reference.train_features, space.reference.train_labels
+        test_features, test_labels = space.reference.test_features, space.reference.test_labels
+        per_class = []
+        for c in range(classes):
+            mine, theirs = features[requested == c], test_features[test_labels == c]
+            per_class.append({
+                "accuracy": hit[requested == c].double().mean().item(),
+                "fid": fid(mine, real_features[real_labels == c]),
+                "diversity": pairwise_diversity(mine),
+                "real_diversity": pairwise_diversity(theirs[: len(mine)]),
+            })  # fmt: skip
+        real_accuracy = (
+            space.reference.test_probabilities.argmax(1) == test_labels
+        ).double().mean().item()  # fmt: skip
+        ratios = [c["diversity"] / c["real_diversity"] for c in per_class]
+        metrics = {
+            "latent_dim": self.params.latent_dim,
+            "loss": self.params.loss,
+            "conditioning": self.params.conditioning,
+            "conditional_accuracy": hit.double().mean().item(),
+            "evaluator_accuracy": real_accuracy,
+            "conditional_accuracy_ratio": hit.double().mean().item() / real_accuracy,
+            "fid_per_class_mean": sum(c["fid"] for c in per_class) / classes,
+            "diversity_ratio_min": min(ratios),
+            "diversity_ratio_mean": sum(ratios) / classes,
+            "per_class": per_class,
+            **space.sample_metrics(samples, features=features),
+            **self.game_summary(ctx.train_metrics),
+        }
+        figures = self.game_figures(ctx, samples)
+        names = ", ".join(class_names(self.data.dataset, classes))
+        grid_z = torch.randn(ctx.n_grid, self.params.latent_dim, generator=gen)
+        rows = [self.sample(grid_z, torch.full((ctx.n_grid,), c)) for c in range(classes)]
+        figures[f"One row per requested class ({names})"] = save_rows(
+            rows, ctx.figures_dir / "classes.png"
+        )
+        return EvalResult(metrics=metrics, figures=figures)
+
+    def exportables(self, real_images: Tensor | None = None) -> list[Exportable]:
+        self.train(False)
+        c, h, w = self.data.image_shape
+        k, classes = self.params.latent_dim, self.data.num_classes
+        return [
+            Exportable(
+                name="generator",
+                module=self.sampler(),
+                example_inputs=(torch.randn(2, k), torch.tensor([0, classes - 1])),
+                input_names=["z", "label"],
+                output_names=["image"],
+                dynamic_axes={"z": {0: "batch"}, "label": {0: "batch"}},
+                doc=f"z [batch,{k}] float32 ~ N(0, I), label [batch] int64 in 0..{classes - 1} "
+                f"-> image [batch,{c},{h},{w}] in [0,1]",
+                metadata={
+                    "task": "generate",
+                    "latent_dim": str(k),
+                    "num_classes": str(classes),
+                    "label_range": f"0,{classes - 1}",
+                    "pixel_range": "0,1",
+                },  # fmt: skip
+            )
+        ]

@@ -1,0 +1,106 @@
+"""The conditional GAN: labels steer the generator, projection arithmetic, evaluation, export."""
+
+from __future__ import annotations
+
+import onnxruntime as ort
+import pytest
+import torch
+from torch import nn
+
+from genmodels.config import CGANParams
+from genmodels.export import check_parity, export_onnx
+from genmodels.models import build_recipe, data_info
+from genmodels.models.cgan import ProjectionDiscriminator, pairwise_diversity
+from genmodels.nn.dcgan import Discriminator
+from genmodels.training import Batch, EvalContext
+
+TINY = {"family": "cgan", "g_channels": [16, 8], "d_channels": [8, 16], "latent_dim": 8,
+        "embed_dim": 4, "batch_size": 32, "steps": 4}  # fmt: skip
+
+
+def cgan(prepared, **overrides):
+    return build_recipe(CGANParams(**(TINY | overrides)), data_info(prepared), torch.device("cpu"))
+
+
+def test_label_conditioning_changes_the_output(digits_prepared):
+    torch.manual_seed(0)
+    recipe = cgan(digits_prepared)
+    z = torch.randn(1, 8).expand(10, 8)
+    images = recipe.sample(z, torch.arange(10))
+    # the same z, ten labels: ten different images
+    flat = images.flatten(1)
+    assert torch.cdist(flat, flat).fill_diagonal_(1.0).min() > 1e-4
+    again = recipe.sample(z, torch.arange(10))
+    assert torch.equal(images, again)
+
+
+class Flatten(nn.Module):
+    out_features = 2
+
+    def forward(self, x):
+        return x.flatten(1)
+
+
+def test_projection_discriminator_arithmetic_by_hand():
+    base = Discriminator(Flatten())
+    d = ProjectionDiscriminator(base, num_classes=3)
+    with torch.no_grad():
+        base.head.weight.copy_(torch.tensor([[1.0, -2.0]]))
+        base.head.bias.fill_(0.5)
+        d.embed.weight.copy_(torch.tensor([[0.0, 0.0], [3.0, 1.0], [-1.0, 2.0]]))
+    # features are images mapped to [-1, 1]: pixels 1 and 0.25 give phi = (1, -0.5)
+    images = torch.tensor([[[[1.0, 0.25]]], [[[1.0, 0.25]]], [[[1.0, 0.25]]]])
+    out = d(images, torch.tensor([0, 1, 2])).squeeze(1)
+    psi = 1 * 1 + (-2) * (-0.5) + 0.5  # 2.5
+    assert out.tolist() == pytest.approx([psi, psi + 3 - 0.5, psi - 1 - 1])
+
+
+@pytest.mark.parametrize("overrides", [{}, {"conditioning": "concat", "loss": "hinge"},
+                                       {"loss": "wgan_gp", "n_critic": 2, "spectral_norm": True}])  # fmt: skip
+def test_training_steps_play_with_labels(digits_prepared, overrides):
+    torch.manual_seed(0)
+    recipe = cgan(digits_prepared, **overrides)
+    x = digits_prepared.train_images[:32].float() / 255
+    logs = [recipe.training_step(Batch(x, digits_prepared.train_labels[:32]), s) for s in range(4)]
+    assert all(torch.isfinite(v).all() for log in logs for v in log.values())
+    assert sum("g_loss" in log for log in logs) == 4 // overrides.get("n_critic", 1)
+
+
+def test_packing_is_refused_for_a_cgan():
+    with pytest.raises(ValueError, match="one label each"):
+        CGANParams(**(TINY | {"packing": 2}))
+
+
+def test_pairwise_diversity_by_hand():
+    points = torch.tensor([[0.0, 0.0], [3.0, 4.0], [0.0, 0.0]])
+    # distances 5, 0, 5 between the three distinct pairs
+    assert pairwise_diversity(points) == pytest.approx(10 / 3)
+
+
+def test_evaluation_reports_conditional_accuracy_per_class(digits_prepared, digits_space, tmp_path):
+    torch.manual_seed(0)
+    recipe = cgan(digits_prepared)
+    ctx = EvalContext(
+        train_images=digits_prepared.train_images, train_labels=digits_prepared.train_labels,
+        test_images=digits_prepared.test_images, test_labels=digits_prepared.test_labels,
+        figures_dir=tmp_path, batch_size=100, n_grid=8, ssim_window=7, ssim_sigma=1.5, seed=0,
+        device=torch.device("cpu"), space=digits_space, n_samples=200,
+    )  # fmt: skip
+    m = recipe.evaluate(ctx).metrics
+    assert len(m["per_class"]) == 10
+    assert 0 <= m["conditional_accuracy"] <= 1 and m["evaluator_accuracy"] > 0.5
+    mean_class = sum(c["accuracy"] for c in m["per_class"]) / 10
+    assert m["conditional_accuracy"] == pytest.approx(mean_class)  # 20 samples of every class
+    assert {"fid", "precision", "recall", "class_coverage", "diversity_ratio_min"} <= set(m)
+    assert (tmp_path / "classes.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_exported_generator_takes_int64_labels(digits_prepared, tmp_path):
+    recipe = cgan(digits_prepared)
+    (exportable,) = recipe.exportables()
+    assert exportable.metadata["num_classes"] == "10"
+    path = export_onnx(exportable, tmp_path / "generator.onnx")
+    inputs = [(torch.randn(5, 8), torch.tensor([0, 3, 9, 9, 1]))]
+    assert check_parity(exportable, path, inputs) < 1e-4
+    session = ort.InferenceSession(str(path))
+    assert [i.type for i in session.get_inputs()] == ["tensor(float)", "tensor(int64)"]
