@@ -182,6 +182,8 @@ class AdversarialParams(ModelBase):
     gp_weight: Annotated[float, Field(ge=0)] = 10.0  # wgan_gp only
     r1_gamma: Annotated[float, Field(ge=0)] = 0.0  # 0: no R1 penalty
     label_smoothing: Annotated[float, Field(ge=0, lt=0.5)] = 0.0  # one-sided: real target 1-s
+    # mode seeking (Mao et al. 2019): G is pushed to keep two latents' images apart
+    mode_seeking: Annotated[float, Field(ge=0)] = 0.0
     spectral_norm: bool = False
     d_norm: Literal["none", "batch", "layer"] = "none"
     minibatch_std: bool = False

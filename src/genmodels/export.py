@@ -199,8 +199,9 @@ def export_and_check(
 ) -> dict[str, dict[str, Any]]:
     """Exports each graph to out_dir/<name>.onnx and checks its parity with torch.
 
-    Parity is checked on random inputs at batch sizes 1 and 7 and on real_inputs, when given,
-    in chunks of real_batch. Every graph is exported and checked before a ParityError is raised,
+    Parity is checked on random inputs at batch sizes 1 and 7, on real_inputs, when given,
+    in chunks of real_batch, and on parity_inputs (other input sizes), whose shapes the report
+    lists. Every graph is exported and checked before a ParityError is raised,
     so the returned report is complete; the caller writes it, then fails.
     """
     out_dir = Path(out_dir)
@@ -210,6 +211,7 @@ def export_and_check(
         inputs = random_inputs_like(exportable)
         if exportable.real_inputs is not None:
             inputs += _chunks(exportable.real_inputs, real_batch)
+        inputs += [tuple(batch) for batch in exportable.parity_inputs]
         diff = check_parity(exportable, path, inputs)
         log.info("%s: max |torch - onnxruntime| = %.3g", exportable.name, diff)
         report[exportable.name] = {
@@ -219,6 +221,9 @@ def export_and_check(
             "inputs": list(exportable.input_names),
             "outputs": list(exportable.output_names),
         }
+        if exportable.parity_inputs:  # the input shapes checked, when graphs vary in size
+            shapes = {tuple(batch[0].shape): None for batch in inputs}
+            report[exportable.name]["checked_shapes"] = [list(shape) for shape in shapes]
     failed = {
         name: r["max_abs_diff"] for name, r in report.items() if not r["max_abs_diff"] <= atol
     }

@@ -157,8 +157,32 @@ def srgan_sections(evals: dict[str, dict]) -> list[tuple[str, str]]:
     return [("SRGAN: super-resolution against bicubic (test set)", markdown_table(header, rows))]
 
 
+def cgan_sections(evals: dict[str, dict]) -> list[tuple[str, str]]:
+    header = ["instance", "conditioning", "conditional accuracy", "evaluator accuracy (real)",
+              "ratio", "FID", "FID per class (mean)", "diversity ratio (worst class)",
+              "diversity ratio (mean)", "oscillation index", "train s"]  # fmt: skip
+    rows = [
+        [name, m["conditioning"], m["conditional_accuracy"], m["evaluator_accuracy"],
+         m["conditional_accuracy_ratio"], m["fid"], m["fid_per_class_mean"],
+         m["diversity_ratio_min"], m["diversity_ratio_mean"], m.get("oscillation_index", "n/a"),
+         m["train_seconds"]]
+        for name, m in evals.items()
+    ]  # fmt: skip
+    per_class_header = ["instance", "class", "accuracy", "FID", "diversity", "real diversity"]
+    per_class = [
+        [name, c, r["accuracy"], r["fid"], r["diversity"], r["real_diversity"]]
+        for name, m in evals.items()
+        for c, r in enumerate(m["per_class"])
+    ]
+    return [
+        ("cGAN: the class that is asked for", markdown_table(header, rows)),
+        ("cGAN per class", markdown_table(per_class_header, per_class)),
+    ]
+
+
 FAMILY_SECTIONS = {"autoencoder": autoencoder_sections, "vae": vae_sections, "gan": gan_sections,
-                   "cyclegan": cyclegan_sections, "srgan": srgan_sections}  # fmt: skip
+                   "cgan": cgan_sections, "cyclegan": cyclegan_sections,
+                   "srgan": srgan_sections}  # fmt: skip
 
 # (column, key in the sample metrics): every generator is judged on these, beside real images
 SAMPLE_COLUMNS = [

@@ -29,6 +29,13 @@ def tiny_params() -> dict:
                         "monitor_every": 4, "monitor_samples": 64}  # fmt: skip
     params["evaluator"] |= {"epochs": 1, "batch_size": 64}
     for model in params["models"].values():
+        # 8 steps of 64 for every instance: one epoch of the 512 images, or a step budget
+        if model["family"] == "srgan":
+            model |= {"steps": 8, "batch_size": 64}
+            if model["variant"] == "srgan":
+                model["pretrain_steps"] = 4  # 4 MSE steps, then 4 adversarial ones
+            continue
+        model.pop("steps", None)
         model |= {"epochs": 1, "batch_size": 64}
         if model["family"] == "vae":
             model |= {"iwae_k": 16, "iwae_images": 32, "kl_warmup_steps": 4}
@@ -84,6 +91,8 @@ def test_prepare_outputs(reproduced):
     assert data["train_count"] == 512 and data["test_count"] == 256
     manifest = read_json(reproduced / "data/prepared/manifest.json")
     assert manifest["dataset"] == DATASET and manifest["counts"] == {"train": 512, "test": 256}
+    # the CycleGAN's domains: the two training halves, and the test set's true pairs
+    assert manifest["domains"]["counts"] == {"train_a": 256, "train_b": 256, "test": 256}
 
 
 PARAMS = tiny_params()
@@ -95,22 +104,30 @@ LOGGED = {
     "ae_k32": "loss,recon_loss", "ae_sparse": "loss,recon_loss,penalty",
     "ae_denoise": "loss,recon_loss,plain_loss", "vae": "loss,recon,kl",
     "gan": "d_loss,d_grad_norm,d_real,d_fake,g_grad_norm,g_loss",
+    "cyclegan": "loss,g_adv_ab,g_adv_ba,cycle_a,cycle_b,identity_a,identity_b,d_a,d_b",
+    "srresnet": "mse", "srgan": "mse",
 }  # fmt: skip
 MONITORED = {
     "autoencoder": {"monitor_test_mse", "monitor_recon_accuracy"},
     "vae": {"monitor_fid", "monitor_recall", "monitor_recon_accuracy"},
     "gan": {"monitor_fid", "monitor_precision", "monitor_recall", "monitor_class_coverage"},
     "cgan": {"monitor_fid", "monitor_recall", "monitor_class_kl", "monitor_class_9"},
+    "cyclegan": {"monitor_l1_ab", "monitor_l1_ba", "monitor_label_preservation"},
+    "srgan": {"monitor_psnr", "monitor_accuracy"},
 }
 GRAPHS = {"autoencoder": {"encoder", "decoder"}, "vae": {"encoder", "decoder"},
-          "gan": {"generator"}, "cgan": {"generator"}}  # fmt: skip
+          "gan": {"generator"}, "cgan": {"generator"},
+          "cyclegan": {"generator_ab", "generator_ba"}, "srgan": {"generator"}}  # fmt: skip
+TRANSLATION_KEYS = {"l1", "mse", "psnr", "ssim", "identity", "l1_ratio_vs_identity", "cycle_l1",
+                    "fid", "fid_true_pairs"}  # fmt: skip
+UPSCALING_KEYS = {"psnr", "ssim", "mse", "fid", "accuracy"}
 SAMPLE_KEYS = {"fid", "kid", "kid_std", "precision", "recall", "density", "coverage",
                "class_coverage", "class_kl", "classifier_score", "memorisation"}  # fmt: skip
 
 
 def test_every_lecture_model_is_an_instance():
     lecture = {"ae_k2", "ae_k8", "ae_k32", "ae_sparse", "ae_denoise", "vae_lecture", "vae", "gan",
-               "cgan"}  # fmt: skip
+               "cgan", "cyclegan", "srresnet", "srgan"}  # fmt: skip
     assert lecture <= set(INSTANCES)
 
 
@@ -166,6 +183,17 @@ def test_evaluate_outputs(reproduced, instance):
     if family == "cgan":
         assert len(metrics["per_class"]) == 10
         assert {"conditional_accuracy", "diversity_ratio_min", "fid_per_class_mean"} <= set(metrics)
+    if family == "cyclegan":
+        assert metrics["n_test"] == 256 and {"ab", "ba", "l1_ratio_min"} <= set(metrics)
+        for direction in ("ab", "ba"):
+            assert set(metrics[direction]) >= TRANSLATION_KEYS
+            assert set(metrics[direction]["identity"]) == {"l1", "mse", "psnr", "ssim"}
+        assert 0 <= metrics["ba"]["label_preservation"] <= 1
+    if family == "srgan":
+        assert metrics["scale"] == 4 and metrics["low_res"] == [7, 7] and metrics["n_test"] == 256
+        assert set(metrics["bicubic"]) == set(metrics["model"]) == UPSCALING_KEYS
+        assert metrics["psnr_gain"] == pytest.approx(metrics["psnr"] - metrics["bicubic"]["psnr"])
+        assert ("phase1" in metrics) == (metrics["variant"] == "srgan")
     if instance == "ae_denoise":
         assert set(metrics["denoising"]) == {"sigma_0.1", "sigma_0.3", "sigma_0.5"}
     index = read_json(reproduced / f"reports/figures/{instance}/figures.json")
@@ -173,13 +201,19 @@ def test_evaluate_outputs(reproduced, instance):
         assert (reproduced / f"reports/figures/{instance}/{name}").read_bytes()[:4] == b"\x89PNG"
     if family in ("gan", "cgan"):
         assert {"samples.png", "progression.png", "game.png"} <= set(index.values())
+    if family == "cyclegan":
+        assert {"translation_ab.png", "translation_ba.png"} <= set(index.values())
+    if family == "srgan":
+        assert "upscaling.png" in index.values()
 
 
 def test_report_has_every_table_and_figure(reproduced):
     report = (reproduced / "reports/evaluation.md").read_text()
     for title in ("against PCA", "Sparsity of the code", "Denoising", "VAE: test-set bound",
                   "Sample quality in the evaluator", "reference: real test images",
-                  "GAN: the game"):  # fmt: skip
+                  "GAN: the game", "cGAN: the class that is asked for",
+                  "CycleGAN: translation against the true pairs",
+                  "SRGAN: super-resolution against bicubic"):  # fmt: skip
         assert title in report
     for instance in INSTANCES:
         assert f"| {instance} |" in report and f"figures/{instance}/" in report
@@ -195,6 +229,20 @@ def test_export_outputs_run_in_onnxruntime(reproduced, instance):
     parity = read_json(reproduced / f"metrics/export/{instance}.json")
     assert set(parity) == GRAPHS[FAMILY[instance]]
     assert all(graph["max_abs_diff"] <= 1e-4 for graph in parity.values())
+    if FAMILY[instance] == "cyclegan":
+        for graph in parity:
+            session = ort.InferenceSession(str(reproduced / f"exported/{instance}/{graph}.onnx"))
+            (out,) = session.run(None, {"image": np.full((3, 1, 28, 28), 0.5, np.float32)})
+            assert out.shape == (3, 1, 28, 28) and out.min() >= 0 and out.max() <= 1
+            meta = session.get_modelmeta().custom_metadata_map
+            assert meta["task"] == "translate" and meta["direction"] == graph[-2:]
+        return
+    if FAMILY[instance] == "srgan":  # any input size: 14x14 -> 56x56 at scale 4
+        session = ort.InferenceSession(str(reproduced / f"exported/{instance}/generator.onnx"))
+        (out,) = session.run(None, {"image": np.full((2, 1, 14, 14), 0.5, np.float32)})
+        assert out.shape == (2, 1, 56, 56) and out.min() >= 0 and out.max() <= 1
+        assert session.get_modelmeta().custom_metadata_map["task"] == "upscale"
+        return
     latent = read_json(reproduced / f"metrics/eval/{instance}.json")["latent_dim"]
     name = "decoder" if "decoder" in parity else "generator"
     session = ort.InferenceSession(str(reproduced / f"exported/{instance}/{name}.onnx"))

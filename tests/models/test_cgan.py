@@ -56,7 +56,8 @@ def test_projection_discriminator_arithmetic_by_hand():
 
 
 @pytest.mark.parametrize("overrides", [{}, {"conditioning": "concat", "loss": "hinge"},
-                                       {"loss": "wgan_gp", "n_critic": 2, "spectral_norm": True}])  # fmt: skip
+                                       {"loss": "wgan_gp", "n_critic": 2, "spectral_norm": True},
+                                       {"mode_seeking": 1.0, "minibatch_std": True}])  # fmt: skip
 def test_training_steps_play_with_labels(digits_prepared, overrides):
     torch.manual_seed(0)
     recipe = cgan(digits_prepared, **overrides)
@@ -64,6 +65,8 @@ def test_training_steps_play_with_labels(digits_prepared, overrides):
     logs = [recipe.training_step(Batch(x, digits_prepared.train_labels[:32]), s) for s in range(4)]
     assert all(torch.isfinite(v).all() for log in logs for v in log.values())
     assert sum("g_loss" in log for log in logs) == 4 // overrides.get("n_critic", 1)
+    if overrides.get("mode_seeking"):
+        assert all(log["mode_seeking_ratio"] > 0 for log in logs)
 
 
 def test_packing_is_refused_for_a_cgan():

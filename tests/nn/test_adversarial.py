@@ -14,6 +14,7 @@ from genmodels.nn.adversarial import (
     ema_copy,
     generator_loss,
     gradient_penalty,
+    mode_seeking_ratio,
     pack,
     r1_penalty,
     with_spectral_norm,
@@ -157,3 +158,11 @@ def test_pack_stacks_samples_on_channels():
     assert torch.equal(packed[1, 0], images[2, 0]) and torch.equal(packed[1, 1], images[3, 0])
     with pytest.raises(ValueError, match="packs of 3"):
         pack(images, 3)
+
+
+def test_mode_seeking_ratio_by_hand():
+    a = torch.zeros(2, 1, 1, 2)
+    b = torch.tensor([[[[1.0, 3.0]]], [[[0.0, 0.0]]]])
+    za, zb = torch.zeros(2, 4), torch.ones(2, 4) * torch.tensor([[1.0], [2.0]])
+    # sample 0: image L1 mean 2 over latent L1 mean 1; sample 1: 0 over 2; mean 1
+    assert mode_seeking_ratio(a, b, za, zb).item() == pytest.approx(1.0)

@@ -70,7 +70,8 @@ def retrain(path: Path) -> None:
 
 
 def train_run(instance: str) -> str:
-    with tracking.stage_run(f"train@{instance}", "testdata", {"lr": 0.1}) as run:
+    tags = {"instance": instance}  # as pipeline/train.py tags its run
+    with tracking.stage_run(f"train@{instance}", "testdata", {"lr": 0.1}, tags=tags) as run:
         return run.run_id
 
 

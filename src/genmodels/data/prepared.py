@@ -1,4 +1,5 @@
-"""The prepare stage's outputs: train.pt, test.pt and manifest.json, and their loader.
+"""The prepare stage's outputs: train.pt, test.pt and manifest.json, and their loader
+(besides domains.pt, the CycleGAN's domain pairs: genmodels.data.domains).
 
 Each split file is {"images": uint8 [N, 1, 28, 28], "labels": int64 [N]}, loadable with
 torch.load(weights_only=True). Later stages read them through load_prepared().
@@ -15,6 +16,7 @@ from typing import Any
 import torch
 
 from genmodels.config import DataParams
+from genmodels.data.domains import build_domains, describe, save_domains
 from genmodels.data.idx import NUM_CLASSES
 from genmodels.data.sources import load_source
 from genmodels.errors import UserError
@@ -97,6 +99,11 @@ def prepare(
     for split, (images, labels) in splits.items():
         save_torch({"images": images, "labels": labels}, prepared_dir / f"{split}.pt")
 
+    # the CycleGAN's unpaired domains: A and T(A) from disjoint training halves, test pairs
+    domains = build_domains(*splits["train"], *splits["test"], data.domains)
+    domains_entry = describe(domains, data.name, data.domains)
+    save_domains(domains, domains_entry, prepared_dir)
+
     histograms = {split: class_histogram(labels) for split, (_, labels) in splits.items()}
     manifest = {
         "dataset": data.name,
@@ -111,6 +118,7 @@ def prepare(
             "limit_test": data.limit_test,
             "subset_seed": data.subset_seed,
         },
+        "domains": domains_entry,
     }
     write_json(prepared_dir / MANIFEST, manifest)
     logger.info(

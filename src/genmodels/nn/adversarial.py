@@ -75,6 +75,17 @@ def r1_penalty(real_outputs: Tensor, real_images: Tensor) -> Tensor:
     return grad.flatten(1).pow(2).sum(dim=1).mean()
 
 
+def mode_seeking_ratio(images_a: Tensor, images_b: Tensor, z_a: Tensor, z_b: Tensor) -> Tensor:
+    """MSGAN (Mao et al. 2019): mean |G(z_a) - G(z_b)|_1 / |z_a - z_b|_1 (per-element means).
+
+    A generator that ignores z (collapse within a condition) drives it to zero; the generator
+    minimises weight / ratio.
+    """
+    images = (images_a - images_b).abs().flatten(1).mean(dim=1)
+    latents = (z_a - z_b).abs().flatten(1).mean(dim=1)
+    return (images / latents).mean()
+
+
 class MinibatchStdDev(nn.Module):
     """Appends the mean standard deviation across a group of samples as one more feature map
     (Karras et al. 2018): a batch of near-identical samples is easy to spot, so collapse costs G."""

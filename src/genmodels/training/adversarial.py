@@ -24,6 +24,7 @@ from genmodels.nn.adversarial import (
     generator_loss,
     grad_norm,
     gradient_penalty,
+    mode_seeking_ratio,
     r1_penalty,
     with_spectral_norm,
 )
@@ -113,10 +114,19 @@ class AdversarialRecipe(Recipe):
         logged["d_fake"] = discriminator_probability(p.loss, d_fake.detach())
 
         if (step + 1) % p.n_critic == 0:  # the critic gets n_critic updates per generator update
-            fake = self.generate(self.generator, self.latent(len(real)), labels)
+            z = self.latent(len(real))
+            fake = self.generate(self.generator, z, labels)
             g_loss = generator_loss(p.loss, self.discriminate(fake, labels))
+            g_total = g_loss
+            if p.mode_seeking > 0:
+                # a second latent for the same labels: images should differ as the latents do
+                z2 = self.latent(len(real))
+                other = self.generate(self.generator, z2, labels)
+                ratio = mode_seeking_ratio(fake, other, z, z2)
+                g_total = g_total + p.mode_seeking / (ratio + 1e-5)
+                logged["mode_seeking_ratio"] = ratio.detach()
             self.opt_g.zero_grad(set_to_none=True)
-            g_loss.backward()
+            g_total.backward()
             logged["g_grad_norm"] = grad_norm(self.generator.parameters())
             self.opt_g.step()
             if self.ema is not None:

@@ -1,0 +1,369 @@
+"""SRGAN (Ledig et al. 2017; lecture 3.3): super-resolution as a GAN conditioned on the image
+itself, from a low-resolution image to its high-resolution original.
+
+Low-resolution inputs are the prepared images downsampled by bicubic interpolation (antialiased)
+by `scale` (4: 7x7 -> 28x28, the paper's 4x; or 2). The generator is an SRResNet: residual
+blocks at low resolution with a long skip connection, then PixelShuffle up-sampling. One family,
+two variants:
+
+- `srresnet`: the generator alone, trained with pixel MSE (the paper's SRResNet baseline);
+- `srgan`: the same MSE pre-training for `pretrain_steps` steps (with the same params and seed,
+  exactly the srresnet instance: DVC cannot make one instance depend on another's weights), then
+  fine-tuning with a content loss on feature maps plus `adversarial_weight` times the generator's
+  adversarial loss against a conv discriminator. The paper's content loss uses VGG19 features;
+  no ImageNet weights can be downloaded here, so the pipeline's own evaluator stands in, through
+  the same pluggable choice as the metrics (genmodels.features.differentiable_extractor).
+
+Both are judged beside bicubic up-sampling: PSNR, SSIM, FID against the high-resolution test
+images in the evaluator's feature space, and the evaluator's accuracy on the upscaled images.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from genmodels.config import SRGANParams
+from genmodels.errors import UserError
+from genmodels.features import differentiable_extractor
+from genmodels.figures import save_rows
+from genmodels.metrics.fid import fid
+from genmodels.metrics.image import psnr, reconstruction_quality
+from genmodels.nn.adversarial import (
+    discriminator_loss,
+    discriminator_probability,
+    generator_loss,
+    with_spectral_norm,
+)
+from genmodels.training.recipe import (
+    Batch,
+    DataInfo,
+    EvalContext,
+    EvalResult,
+    Exportable,
+    Recipe,
+    unwrap,
+)
+
+HEAD_KERNEL = 9  # the paper's 9x9 first and last convolutions (cheap at 7x7)
+TAIL_KERNEL = 5  # the last one runs at full resolution: 5x5 keeps it CPU-sized
+
+
+def downsample(images: Tensor, scale: int) -> Tensor:
+    """Low-resolution images: bicubic, antialiased interpolation by 1/scale, clamped to [0, 1]."""
+    h, w = images.shape[-2:]
+    if h % scale or w % scale:
+        raise ValueError(f"a {h}x{w} image does not divide by the scale {scale}")
+    low = F.interpolate(
+        images, size=(h // scale, w // scale), mode="bicubic", antialias=True, align_corners=False
+    )
+    return low.clamp(0.0, 1.0)
+
+
+def bicubic_upscale(images: Tensor, scale: int) -> Tensor:
+    """The baseline: bicubic interpolation back up by `scale`, clamped to [0, 1]."""
+    h, w = images.shape[-2:]
+    up = F.interpolate(images, size=(h * scale, w * scale), mode="bicubic", align_corners=False)
+    return up.clamp(0.0, 1.0)
+
+
+def content_loss(features: nn.Module, images: Tensor, targets: Tensor) -> Tensor:
+    """The paper's content loss: mean squared distance of the feature maps of two image sets;
+    the targets' features carry no gradient."""
+    with torch.no_grad():
+        wanted = features(targets)
+    return F.mse_loss(features(images), wanted)
+
+
+class ResidualBlock(nn.Module):
+    """conv 3x3 - PReLU - conv 3x3, added to the input (no BatchNorm, as EDSR: Lim et al.
+    2017 show it costs SR quality, and it would tie the output to batch statistics)."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(channels, channels, 3, padding=1),
+            nn.PReLU(channels),
+            nn.Conv2d(channels, channels, 3, padding=1),
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x + self.body(x)
+
+
+class SRResNet(nn.Module):
+    """The SRGAN generator: conv 9x9 + PReLU, residual blocks and a conv with a long skip
+    connection around them, log2(scale) x (conv to 4C channels, PixelShuffle(2), PReLU), and a
+    conv to the image. Fully convolutional: [N, C, h, w] in [0, 1] -> [N, C, h*s, w*s] in [0, 1]
+    for any h and w (the output's sigmoid is the paper's tanh rescaled to [0, 1])."""
+
+    def __init__(self, scale: int, channels: int, blocks: int, image_channels: int = 1):
+        super().__init__()
+        if scale not in (2, 4):
+            raise ValueError(f"scale {scale}: 2 or 4")
+        self.scale = scale
+        self.head = nn.Sequential(
+            nn.Conv2d(image_channels, channels, HEAD_KERNEL, padding=HEAD_KERNEL // 2),
+            nn.PReLU(channels),
+        )
+        self.body = nn.Sequential(
+            *[ResidualBlock(channels) for _ in range(blocks)],
+            nn.Conv2d(channels, channels, 3, padding=1),
+        )
+        upsampling: list[nn.Module] = []
+        for _ in range(int(math.log2(scale))):
+            upsampling += [
+                nn.Conv2d(channels, 4 * channels, 3, padding=1),
+                nn.PixelShuffle(2),
+                nn.PReLU(channels),
+            ]
+        self.tail = nn.Sequential(
+            *upsampling,
+            nn.Conv2d(channels, image_channels, TAIL_KERNEL, padding=TAIL_KERNEL // 2),
+        )
+
+    def forward(self, low_res: Tensor) -> Tensor:
+        head = self.head(low_res * 2.0 - 1.0)
+        return torch.sigmoid(self.tail(head + self.body(head)))
+
+
+class Discriminator(nn.Module):
+    """The paper's discriminator at 28x28 and CPU size: conv 3x3 + LeakyReLU(0.2), then one
+    stride-2 conv + LeakyReLU per width (28 -> 14 -> 7), and a dense layer to one logit. No
+    BatchNorm: spectral normalisation is the option (`spectral_norm`)."""
+
+    def __init__(self, image_shape: tuple[int, int, int], channels: list[int]):
+        super().__init__()
+        c, h, w = image_shape
+        factor = 2 ** len(channels)
+        if h % factor or w % factor:
+            raise ValueError(f"image {h}x{w} is not divisible by 2^{len(channels)}")
+        layers: list[nn.Module] = [nn.Conv2d(c, channels[0], 3, padding=1), nn.LeakyReLU(0.2)]
+        in_ch = channels[0]
+        for ch in channels:
+            layers += [nn.Conv2d(in_ch, ch, 4, stride=2, padding=1), nn.LeakyReLU(0.2)]
+            in_ch = ch
+        layers += [nn.Flatten(), nn.Linear(in_ch * (h // factor) * (w // factor), 1)]
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, images: Tensor) -> Tensor:
+        return self.net(images * 2.0 - 1.0)
+
+
+class SRGANRecipe(Recipe):
+    family = "srgan"
+
+    def __init__(self, params: SRGANParams, data: DataInfo, device: torch.device):
+        super().__init__(params, data, device)
+        c, h, w = data.image_shape
+        if h % params.scale or w % params.scale:
+            raise UserError(
+                f"models.*.scale {params.scale}: the {h}x{w} images do not divide by it; use 2 or 4"
+            )
+        self.scale = params.scale
+        self.generator = SRResNet(params.scale, params.channels, params.blocks, c).to(device)
+        betas = tuple(params.betas)
+        decay = params.weight_decay
+        self.opt_pre = torch.optim.Adam(
+            self.generator.parameters(), lr=params.lr, betas=betas, weight_decay=decay
+        )
+        self.adversarial = params.variant == "srgan"
+        self.content: nn.Module | None = None  # the frozen feature network of the content loss
+        self.needs_space = self.adversarial and params.content_features == "evaluator"
+        if self.adversarial:
+            # made after the generator: its initial weights are the srresnet instance's
+            # the phase-1 weights, kept at the switch (the SRResNet this SRGAN started from)
+            self.srresnet = copy.deepcopy(self.generator).requires_grad_(False)
+            self.discriminator = Discriminator(data.image_shape, params.d_channels)
+            if params.spectral_norm:
+                with_spectral_norm(self.discriminator)
+            self.discriminator.to(device)
+            self.opt_g = torch.optim.Adam(
+                self.generator.parameters(), lr=params.lr_gan, betas=betas, weight_decay=decay
+            )
+            self.opt_d = torch.optim.Adam(
+                self.discriminator.parameters(), lr=params.lr_d or params.lr_gan, betas=betas
+            )
+            if params.content_features != "evaluator":
+                self.content = differentiable_extractor(
+                    params.content_features, params.content_layer, device
+                )
+
+    # -- the Recipe contract ------------------------------------------------------------------
+    def modules(self) -> dict[str, nn.Module]:
+        found = {"generator": self.generator}
+        if self.adversarial:
+            found |= {"srresnet": self.srresnet, "discriminator": self.discriminator}
+        return found
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        found = {"pretrain": self.opt_pre}
+        if self.adversarial:
+            found |= {"generator": self.opt_g, "discriminator": self.opt_d}
+        return found
+
+    def attach_space(self, space, monitor_samples: int) -> None:
+        super().attach_space(space, monitor_samples)
+        if self.needs_space:  # the content loss in the evaluator's features
+            self.content = differentiable_extractor(
+                "evaluator", self.params.content_layer, self.device, getattr(space, "network", None)
+            )
+
+    def in_pretraining(self, step: int) -> bool:
+        """Phase 1 (pixel MSE): the whole budget of srresnet, the first pretrain_steps of srgan."""
+        return not self.adversarial or step < self.params.pretrain_steps
+
+    def training_step(self, batch: Batch, step: int) -> dict[str, Tensor]:
+        high = batch.images
+        low = downsample(high, self.scale)
+        if self.in_pretraining(step):
+            loss = F.mse_loss(self.generator(low), high)
+            self.opt_pre.zero_grad(set_to_none=True)
+            loss.backward()
+            self.opt_pre.step()
+            return {"mse": loss.detach()}
+        if step == self.params.pretrain_steps:  # the switch: keep the SRResNet weights
+            self.srresnet.load_state_dict(unwrap(self.generator).state_dict())
+        return self._adversarial_step(low, high)
+
+    def _adversarial_step(self, low: Tensor, high: Tensor) -> dict[str, Tensor]:
+        p = self.params
+        if self.content is None:
+            raise UserError(
+                "SRGAN's content loss needs the evaluator's features: attach the evaluator "
+                "space first (the train stage does; run `dvc repro evaluate_evaluator`)"
+            )
+        fake = self.generator(low)
+        d_real = self.discriminator(high)
+        d_fake = self.discriminator(fake.detach())
+        d_loss = discriminator_loss(p.loss, d_real, d_fake)
+        self.opt_d.zero_grad(set_to_none=True)
+        d_loss.backward()
+        self.opt_d.step()
+
+        # (D's weights get gradients here too; its next step starts from zero_grad)
+        content = content_loss(self.content, fake, high)
+        adversarial = generator_loss(p.loss, self.discriminator(fake))
+        pixel = F.mse_loss(fake, high)
+        g_loss = (
+            p.content_weight * content + p.adversarial_weight * adversarial + p.pixel_weight * pixel
+        )
+        self.opt_g.zero_grad(set_to_none=True)
+        g_loss.backward()
+        self.opt_g.step()
+        return {
+            "d_loss": d_loss.detach(),
+            "d_real": discriminator_probability(p.loss, d_real.detach()),
+            "d_fake": discriminator_probability(p.loss, d_fake.detach()),
+            "g_loss": g_loss.detach(),
+            "g_content": content.detach(),
+            "g_adversarial": adversarial.detach(),
+            "g_mse": pixel.detach(),
+        }
+
+    @torch.no_grad()
+    def upscale(self, low: Tensor, batch_size: int = 1000, generator: nn.Module | None = None,
+                ) -> Tensor:  # fmt: skip
+        """[0, 1] low-resolution images through a generator (default: the trained one), on the
+        CPU; eval mode for the call, the module's mode restored."""
+        generator = self.generator if generator is None else generator
+        was_training = generator.training
+        generator.eval()
+        out = [generator(part.to(self.device)).cpu() for part in low.split(batch_size)]
+        generator.train(was_training)
+        return torch.cat(out)
+
+    def monitor(self) -> dict[str, float]:
+        """PSNR and the evaluator's accuracy on fixed held-out images upscaled by the generator."""
+        if self.space is None:
+            return {}
+        high = self.space.test_images[: self.monitor_samples].float() / 255.0
+        labels = self.space.reference.test_labels[: len(high)]
+        upscaled = self.upscale(downsample(high, self.scale))
+        return {
+            "psnr": psnr(upscaled, high).mean().item(),
+            "accuracy": self.space.accuracy(upscaled, labels),
+        }
+
+    # -- evaluation -----------------------------------------------------------------------------
+    def evaluate(self, ctx: EvalContext) -> EvalResult:
+        """Bicubic and the generator side by side on the test set; FID against the
+        high-resolution test images (not the training set) in the evaluator's feature space."""
+        self.train(False)
+        space, s = ctx.space, self.scale
+        high = ctx.test_images.float() / 255.0
+        low = downsample(high, s)
+        high_features = space.features(high)
+
+        def judge(images: Tensor) -> dict[str, float]:
+            quality = reconstruction_quality(high, images, ctx.ssim_window, ctx.ssim_sigma)
+            return {
+                "psnr": quality["psnr"],
+                "ssim": quality["ssim"],
+                "mse": quality["mse"],
+                "fid": fid(space.features(images), high_features),
+                "accuracy": space.accuracy(images, ctx.test_labels),
+            }
+
+        bicubic = bicubic_upscale(low, s)
+        upscaled = self.upscale(low, ctx.batch_size)
+        model = judge(upscaled)
+        metrics = {
+            "variant": self.params.variant,
+            "scale": s,
+            "low_res": list(low.shape[-2:]),
+            "n_test": len(high),
+            **model,  # the model's own numbers at the top level: the registry's gate
+            "bicubic": judge(bicubic),
+            "model": model,
+            "hr_accuracy": space.accuracy(high, ctx.test_labels),
+        }
+        metrics["psnr_gain"] = model["psnr"] - metrics["bicubic"]["psnr"]
+        n = ctx.n_grid
+        nearest = F.interpolate(low[:n], scale_factor=s, mode="nearest")
+        rows, names = [nearest, bicubic[:n]], ["LR (nearest)", "bicubic"]
+        if self.adversarial:  # the SRResNet it was fine-tuned from: its own phase-1 weights
+            phase1 = self.upscale(low, ctx.batch_size, self.srresnet)
+            metrics["phase1"] = judge(phase1)
+            rows.append(phase1[:n])
+            names.append("SRResNet (phase 1)")
+        rows += [upscaled[:n], high[:n]]
+        names += ["SRGAN" if self.adversarial else "SRResNet", "HR"]
+        lh, lw = low.shape[-2:]
+        caption = f"{lh}x{lw} -> {lh * s}x{lw * s}, rows: " + " / ".join(names)
+        figures = {caption: save_rows(rows, ctx.figures_dir / "upscaling.png")}
+        return EvalResult(metrics=metrics, figures=figures)
+
+    def exportables(self, real_images: Tensor | None = None) -> list[Exportable]:
+        self.train(False)
+        c, h, w = self.data.image_shape
+        s = self.scale
+        lh, lw = h // s, w // s
+        noise = torch.Generator().manual_seed(0)
+        # besides the training size: twice it (14x14 -> 56x56 at 4x) and a non-square size
+        others = [(2, c, 2 * lh, 2 * lw), (1, c, lh + 3, 2 * lw)]
+        return [
+            Exportable(
+                name="generator",
+                module=self.generator,
+                example_inputs=(torch.rand(2, c, lh, lw),),
+                input_names=["image"],
+                output_names=["high_res"],  # ONNX forbids an output named like an input
+                dynamic_axes={"image": {0: "batch", 2: "height", 3: "width"}},
+                doc=f"image [batch,{c},height,width] float32 in [0,1] (trained at {lh}x{lw}) -> "
+                f"high_res [batch,{c},{s}*height,{s}*width] in [0,1]",
+                metadata={
+                    "family": self.family,
+                    "task": "upscale",
+                    "scale": str(s),
+                    "variant": self.params.variant,
+                    "pixel_range": "0,1",
+                },
+                real_inputs=None if real_images is None else (downsample(real_images.cpu(), s),),
+                parity_inputs=[(torch.rand(shape, generator=noise),) for shape in others],
+            )
+        ]

@@ -1,0 +1,277 @@
+"""SRGAN and its SRResNet baseline: low-resolution inputs, the PixelShuffle generator, the
+content loss, the two phases, the srgan instance's phase 1 equal to the srresnet instance,
+evaluation and the ONNX graph with dynamic height and width."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from pydantic import ValidationError
+
+from genmodels.config import SRGANParams, TrainParams
+from genmodels.errors import UserError
+from genmodels.export import export_and_check, session_for
+from genmodels.features import FrozenFeatures, differentiable_extractor
+from genmodels.models import build_recipe, data_info
+from genmodels.models.srgan import SRResNet, bicubic_upscale, content_loss, downsample
+from genmodels.report import sample_quality_section, tables
+from genmodels.training import Batch, Budget, EvalContext, Trainer, TrainOutputs
+from genmodels.training.runtime import seed_everything
+
+TINY = {"family": "srgan", "channels": 8, "blocks": 1, "d_channels": [8, 8], "batch_size": 16,
+        "lr": 2e-3, "lr_gan": 1e-3}  # fmt: skip
+CPU = torch.device("cpu")
+
+
+def srresnet(prepared, **overrides):
+    params = SRGANParams(**(TINY | {"variant": "srresnet", "steps": 4} | overrides))
+    return build_recipe(params, data_info(prepared), CPU)
+
+
+def srgan(prepared, space=None, **overrides):
+    params = SRGANParams(**(TINY | {"pretrain_steps": 2, "steps": 4} | overrides))
+    recipe = build_recipe(params, data_info(prepared), CPU)
+    if space is not None:
+        recipe.attach_space(space, 50)
+    return recipe
+
+
+def batch(prepared, n=16, start=0):
+    images = prepared.train_images[start : start + n].float() / 255
+    return Batch(images, prepared.train_labels[start : start + n])
+
+
+def snapshot(module) -> dict[str, torch.Tensor]:
+    return {k: v.clone() for k, v in module.state_dict().items()}
+
+
+def same(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize("scale", [2, 4])
+def test_bicubic_downsampling_shapes_and_range(digits_prepared, scale):
+    images = digits_prepared.train_images[:32].float() / 255
+    images[0] = 0.0
+    images[1] = 1.0
+    images[2] = (torch.arange(28 * 28).reshape(1, 28, 28) % 2).float()  # a checkerboard rings
+    low = downsample(images, scale)
+    assert low.shape == (32, 1, 28 // scale, 28 // scale) and low.dtype == torch.float32
+    assert low.min() >= 0 and low.max() <= 1
+    assert torch.allclose(low[0], torch.zeros_like(low[0]))
+    assert torch.allclose(low[1], torch.ones_like(low[1]), atol=1e-6)
+    # antialiased: the area average survives (a plain bicubic sample would alias)
+    assert torch.allclose(low.mean(dim=(1, 2, 3)), images.mean(dim=(1, 2, 3)), atol=0.06)
+    back = bicubic_upscale(low, scale)
+    assert back.shape == images.shape and back.min() >= 0 and back.max() <= 1
+    with pytest.raises(ValueError, match="does not divide"):
+        downsample(torch.rand(1, 1, 27, 28), scale)
+
+
+@pytest.mark.parametrize(
+    ("scale", "size", "expected"),
+    [(4, (7, 7), (28, 28)), (4, (14, 14), (56, 56)), (4, (5, 5), (20, 20)),
+     (4, (3, 9), (12, 36)), (2, (14, 14), (28, 28)), (2, (7, 7), (14, 14)),
+     (2, (5, 11), (10, 22))],
+)  # fmt: skip
+def test_pixelshuffle_generator_output_size(scale, size, expected):
+    generator = SRResNet(scale, channels=8, blocks=2).eval()
+    with torch.no_grad():
+        out = generator(torch.rand(3, 1, *size))
+    assert out.shape == (3, 1, *expected)
+    assert out.min() >= 0 and out.max() <= 1
+
+
+@pytest.mark.parametrize("layer", ["block1", "block2", "features"])
+def test_content_loss_is_zero_on_identical_inputs_and_positive_otherwise(digits_space, layer):
+    features = differentiable_extractor("evaluator", layer, CPU, digits_space.network)
+    assert isinstance(features, FrozenFeatures)
+    assert not any(p.requires_grad for p in features.parameters())
+    features.train()  # a frozen network stays in eval mode (BatchNorm statistics, dropout)
+    assert not features.training and not any(m.training for m in features.modules())
+    evaluator_grads = [None if p.grad is None else p.grad.clone()
+                       for p in digits_space.network.parameters()]  # fmt: skip
+    images = digits_space.test_images[:8].float() / 255
+    assert content_loss(features, images, images.clone()).item() == 0.0
+    blurred = bicubic_upscale(downsample(images, 4), 4).requires_grad_(True)
+    loss = content_loss(features, blurred, images)
+    assert loss.item() > 0
+    loss.backward()  # the gradient reaches the images (the generator), never the evaluator
+    assert blurred.grad is not None and blurred.grad.abs().sum() > 0
+    after = [p.grad for p in digits_space.network.parameters()]
+    assert all(a is b or torch.equal(a, b) for a, b in zip(evaluator_grads, after, strict=True))
+
+
+def test_content_layers_are_named_by_block(digits_space):
+    with pytest.raises(UserError, match="has 2 conv blocks"):
+        differentiable_extractor("evaluator", "block3", CPU, digits_space.network)
+    with pytest.raises(UserError, match="no evaluator was loaded"):
+        differentiable_extractor("evaluator", "block2", CPU, None)
+
+
+def test_params_tie_the_phases_together():
+    with pytest.raises(ValidationError, match="needs pretrain_steps"):
+        SRGANParams(family="srgan", variant="srgan", steps=10)
+    with pytest.raises(ValidationError, match="leaves no adversarial phase"):
+        SRGANParams(family="srgan", variant="srgan", pretrain_steps=10, steps=10)
+    with pytest.raises(ValidationError, match="belongs to variant srgan"):
+        SRGANParams(family="srgan", variant="srresnet", pretrain_steps=10, steps=20)
+    with pytest.raises(ValidationError):
+        SRGANParams(family="srgan", variant="srresnet", scale=3, steps=20)
+
+
+def test_the_phase_switches_at_pretrain_steps(digits_prepared, digits_space):
+    torch.manual_seed(0)
+    recipe = srgan(digits_prepared, digits_space)
+    assert recipe.needs_space and set(recipe.optimizers()) == {"pretrain", "generator",
+                                                                "discriminator"}  # fmt: skip
+    d_before = snapshot(recipe.discriminator)
+    logs = [recipe.training_step(batch(digits_prepared, start=16 * s), s) for s in range(2)]
+    assert all(set(log) == {"mse"} for log in logs)
+    assert same(d_before, snapshot(recipe.discriminator))  # D waits for phase 2
+    phase1 = snapshot(recipe.generator)
+    log = recipe.training_step(batch(digits_prepared, start=32), 2)
+    assert set(log) == {"d_loss", "d_real", "d_fake", "g_loss", "g_content", "g_adversarial",
+                        "g_mse"}  # fmt: skip
+    assert all(torch.isfinite(v) for v in log.values())
+    expected = recipe.params.content_weight * log["g_content"] + 1e-3 * log["g_adversarial"]
+    assert log["g_loss"].item() == pytest.approx(expected.item(), rel=1e-5)
+    # the SRResNet weights are kept at the switch; generator and D learn on
+    assert same(phase1, snapshot(recipe.srresnet))
+    assert not same(phase1, snapshot(recipe.generator))
+    assert not same(d_before, snapshot(recipe.discriminator))
+    assert recipe.opt_pre.state_dict()["state"][0]["step"] == 2  # the MSE optimiser is done
+
+
+def test_srresnet_is_mse_for_the_whole_budget_and_learns(digits_prepared):
+    torch.manual_seed(0)
+    recipe = srresnet(digits_prepared)
+    assert not recipe.needs_space and set(recipe.modules()) == {"generator"}
+    before = snapshot(recipe.generator)
+    logs = [recipe.training_step(batch(digits_prepared), s) for s in (0, 1, 500)]
+    assert all(set(log) == {"mse"} for log in logs)
+    assert not same(before, snapshot(recipe.generator))
+
+
+def test_adversarial_phase_needs_the_content_features(digits_prepared):
+    recipe = srgan(digits_prepared, pretrain_steps=0)
+    with pytest.raises(UserError, match="content loss needs the evaluator"):
+        recipe.training_step(batch(digits_prepared), 0)
+
+
+class Interrupted(Exception):
+    pass
+
+
+def train(prepared, root, space=None, fail_at=None, **params):
+    """The Trainer on 160 digits, as the train stage runs it (same seed for every call)."""
+    seed_everything(0)
+    build = srresnet if params.pop("variant", "srgan") == "srresnet" else srgan
+    recipe = build(prepared, **params)
+    if space is not None:
+        recipe.attach_space(space, 50)
+    if fail_at is not None:  # an interruption after a checkpoint was written
+        step_fn = recipe.training_step
+
+        def failing(b, step):
+            if step == fail_at:
+                raise Interrupted
+            return step_fn(b, step)
+
+        recipe.training_step = failing
+    trainer = Trainer(
+        recipe, prepared.train_images[:160], prepared.train_labels[:160],
+        budget=Budget(steps=params["steps"]), batch_size=16,
+        settings=TrainParams(log_every=2, checkpoint_every=4, progress="log"),
+        outputs=TrainOutputs.for_instance("sr", "checkpoints", root=root), fingerprint="sr",
+    )  # fmt: skip
+    return trainer.fit(), recipe
+
+
+def test_srgan_phase1_is_the_srresnet_instance(digits_prepared, digits_space, tmp_path):
+    # two instances, as params.yaml has them: srresnet for 6 steps; srgan with the same params
+    # and seed, 6 pretraining steps, then 3 adversarial ones
+    _, baseline = train(digits_prepared, tmp_path / "a", variant="srresnet", steps=6)
+    final, sr = train(digits_prepared, tmp_path / "b", digits_space, pretrain_steps=6, steps=9)
+    assert same(snapshot(baseline.generator), snapshot(sr.srresnet))
+    assert not same(snapshot(baseline.generator), snapshot(sr.generator))
+    assert {"mse", "g_content", "d_loss"} <= set(final)
+
+
+def test_interrupted_srgan_resumes_to_the_same_weights(digits_prepared, digits_space, tmp_path):
+    _, straight = train(digits_prepared, tmp_path / "a", digits_space, pretrain_steps=3, steps=10)
+    with pytest.raises(Interrupted):
+        train(digits_prepared, tmp_path / "b", digits_space, fail_at=9, pretrain_steps=3, steps=10)
+    assert (tmp_path / "b/checkpoints/sr/last.pt").exists()  # at step 8, after the switch
+    _, resumed = train(digits_prepared, tmp_path / "b", digits_space, pretrain_steps=3, steps=10)
+    for name, module in straight.modules().items():
+        assert same(snapshot(module), snapshot(resumed.modules()[name])), name
+
+
+def test_monitor_watches_psnr_and_accuracy(digits_prepared, digits_space):
+    recipe = srgan(digits_prepared, digits_space)
+    watched = recipe.monitor()
+    assert set(watched) == {"psnr", "accuracy"}
+    assert 0 < watched["psnr"] < 100 and 0 <= watched["accuracy"] <= 1
+    assert recipe.generator.training  # the monitor restores the training mode
+
+
+def test_evaluate_puts_bicubic_and_the_model_side_by_side(digits_prepared, digits_space, tmp_path):
+    torch.manual_seed(0)
+    recipe = srgan(digits_prepared, digits_space)
+    for step in range(4):
+        recipe.training_step(batch(digits_prepared, start=16 * step), step)
+    d = digits_prepared
+    ctx = EvalContext(
+        train_images=d.train_images, train_labels=d.train_labels, test_images=d.test_images,
+        test_labels=d.test_labels, figures_dir=tmp_path, batch_size=128, n_grid=6,
+        ssim_window=11, ssim_sigma=1.5, seed=0, device=CPU, space=digits_space,
+    )  # fmt: skip
+    result = recipe.evaluate(ctx)
+    m = result.metrics
+    judged = {"psnr", "ssim", "mse", "fid", "accuracy"}
+    assert judged <= set(m) and set(m["bicubic"]) == set(m["model"]) == set(m["phase1"]) == judged
+    assert m["scale"] == 4 and m["low_res"] == [7, 7] and m["variant"] == "srgan"
+    assert m["psnr"] == m["model"]["psnr"]
+    assert m["psnr_gain"] == pytest.approx(m["psnr"] - m["bicubic"]["psnr"])
+    assert 0 <= m["hr_accuracy"] <= 1 and m["hr_accuracy"] >= m["bicubic"]["accuracy"]
+    (caption, path) = next(iter(result.figures.items()))
+    assert "LR (nearest) / bicubic / SRResNet (phase 1) / SRGAN / HR" in caption
+    assert path.read_bytes()[:4] == b"\x89PNG"
+    # the report: its own table, kept out of the sample-quality table (FID against HR images)
+    evals = {"sr": {"family": "srgan", "train_seconds": 1.0, **m}}
+    report = tables(evals, reference={"fid": 0.2})
+    assert "SRGAN: super-resolution against bicubic" in report
+    assert report.count("| sr | srgan | 4 |") == 3  # bicubic, phase 1, the model
+    assert sample_quality_section(evals, None).count("| sr |") == 0
+
+
+def test_onnx_generator_has_dynamic_height_and_width(digits_prepared, tmp_path):
+    torch.manual_seed(0)
+    recipe = srresnet(digits_prepared)
+    recipe.training_step(batch(digits_prepared), 0)
+    real = digits_prepared.test_images[:5].float() / 255
+    (exportable,) = recipe.exportables(real)
+    assert exportable.metadata | {"family": "srgan"} == {
+        "family": "srgan", "task": "upscale", "scale": "4", "variant": "srresnet",
+        "pixel_range": "0,1",
+    }  # fmt: skip
+    report = export_and_check([exportable], tmp_path, opset=18, atol=1e-4, real_batch=4)
+    entry = report["generator"]
+    assert entry["max_abs_diff"] <= 1e-4
+    assert entry["inputs"] == ["image"] and entry["outputs"] == ["high_res"]
+    # parity was checked at the training size and at others (14x14 and non-square)
+    assert {(7, 7), (14, 14), (10, 14)} <= {tuple(s[2:]) for s in entry["checked_shapes"]}
+    graph = onnx.load(entry["path"]).graph
+    dims = [d.dim_param or d.dim_value for d in graph.input[0].type.tensor_type.shape.dim]
+    assert dims == ["batch", 1, "height", "width"]
+    session = session_for(entry["path"])
+    for shape in [(1, 1, 14, 14), (3, 1, 7, 7), (2, 1, 5, 9)]:
+        x = np.random.default_rng(0).random(shape, dtype=np.float32)
+        (out,) = session.run(None, {"image": x})
+        assert out.shape == (shape[0], 1, 4 * shape[2], 4 * shape[3])
+        with torch.no_grad():
+            want = recipe.generator(torch.from_numpy(x)).numpy()
+        assert np.abs(out - want).max() <= 1e-4
