@@ -6,7 +6,7 @@ RUN := $(UV) run --frozen
 DATASET_DIR := /usr/share/datasets/fashion-mnist
 
 .PHONY: help setup dataset repro evaluate test lint format mlflow-ui clean-checkpoints
-.PHONY: browser serve register bench bench-serve train-ddp
+.PHONY: browser serve register bench bench-serve train-ddp ablation
 
 MODEL ?= gan
 NPROC ?= 2
@@ -39,6 +39,10 @@ repro: setup  ## run the whole pipeline (dvc repro); its wall time -> reports/be
 
 bench: setup  ## training throughput (Trainer vs a bare loop), data wait, evaluate cost -> reports/bench/train.json
 	$(RUN) python pipeline/bench.py
+
+# GAN losses at an equal budget, as `dvc exp run --temp` experiments; e.g. ABLATION_ARGS="--epochs 4"
+ablation: setup  ## the GAN loss ablation -> reports/ablation/gan.{json,md}
+	$(RUN) python pipeline/ablation.py $(ABLATION_ARGS)
 
 evaluate: setup  ## evaluate every instance and print the metrics table
 	$(RUN) dvc repro report

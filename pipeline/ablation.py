@@ -39,9 +39,11 @@ def dvc(*args: str, capture: bool = False) -> subprocess.CompletedProcess:
     )  # fmt: skip
 
 
-def run_variants(names: list[str]) -> None:
+def run_variants(names: list[str], epochs: int | None) -> None:
+    budget = {} if epochs is None else {"epochs": str(epochs)}  # the same for every variant
     for name in names:
-        sets = [f"-S=models.gan.{key}={value}" for key, value in VARIANTS[name].items()]
+        overrides = VARIANTS[name] | budget
+        sets = [f"-S=models.gan.{key}={value}" for key, value in overrides.items()]
         print(f"ablation: dvc exp run --temp -n gan-{name} {' '.join(sets)}", flush=True)
         dvc("exp", "run", "--temp", "--force", "-n", f"gan-{name}", *sets)
 
@@ -67,9 +69,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--table-only", action="store_true", help="tabulate, run nothing")
     parser.add_argument("--only", nargs="*", choices=sorted(VARIANTS), help="these variants")
+    parser.add_argument("--epochs", type=int, help="every variant's budget (default: params)")
     args = parser.parse_args()
     if not args.table_only:
-        run_variants(args.only or list(VARIANTS))
+        run_variants(args.only or list(VARIANTS), args.epochs)
     results = experiment_metrics()
     missing = [name for name in VARIANTS if name not in results]
     if missing:

@@ -1,5 +1,6 @@
 """`make repro`: runs `dvc repro` and, when it ran stages, records its wall time in
-reports/bench/repro.json (stages run, seconds, machine) for the benchmark table."""
+reports/bench/repro.json (stages run, seconds in all and per stage, machine) for the benchmark
+table."""
 
 from __future__ import annotations
 
@@ -21,18 +22,25 @@ def main() -> int:
         [sys.executable, "-m", "dvc", "repro", *sys.argv[1:]],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
     )  # fmt: skip
-    stages = []
+    stages, starts = [], []
     for line in process.stdout:
         sys.stdout.write(line)
         if line.startswith("Running stage '"):
             stages.append(line.split("'")[1])
+            starts.append(time.perf_counter())
     code = process.wait()
     seconds = time.perf_counter() - started
+    # a stage lasts until the next one starts (DVC runs them one at a time)
+    ends = [*starts[1:], started + seconds]
     if code == 0 and stages:
         record = {
             "seconds": round(seconds, 1),
             "stages_run": len(stages),
             "stages": stages,
+            "stage_seconds": {
+                stage: round(end - start, 1)
+                for stage, start, end in zip(stages, starts, ends, strict=True)
+            },
             "finished": datetime.now(UTC).isoformat(timespec="seconds"),
             "cpus": os.cpu_count(),
             "machine": platform.processor() or platform.machine(),
