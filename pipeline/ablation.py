@@ -2,8 +2,8 @@
 experiments on the `gan` instance, then tabulated into reports/ablation/gan.{json,md}.
 
 Each variant is `dvc exp run --temp -S models.gan.<key>=<value> ...` from the current commit:
-only the gan stages (and what reads them) run, with the same epochs, batch size and seed, and
-the experiments stay listed in `dvc exp show`. `--table-only` rebuilds the table from them.
+only train@gan and evaluate@gan run, with the same epochs, batch size and seed, and the
+experiments stay listed in `dvc exp show`. `--table-only` rebuilds the table from them.
 """
 
 from __future__ import annotations
@@ -45,7 +45,8 @@ def run_variants(names: list[str], epochs: int | None) -> None:
         overrides = VARIANTS[name] | budget
         sets = [f"-S=models.gan.{key}={value}" for key, value in overrides.items()]
         print(f"ablation: dvc exp run --temp -n gan-{name} {' '.join(sets)}", flush=True)
-        dvc("exp", "run", "--temp", "--force", "-n", f"gan-{name}", *sets)
+        # the target stops it at the gan's evaluation: no export, report or registration
+        dvc("exp", "run", "--temp", "--force", "-n", f"gan-{name}", *sets, "evaluate@gan")
 
 
 def experiment_metrics() -> dict[str, dict]:
