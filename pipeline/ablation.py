@@ -1,9 +1,13 @@
 """`make ablation`: the GAN's losses and techniques compared at an equal budget, as DVC
 experiments on the `gan` instance, then tabulated into reports/ablation/gan.{json,md}.
 
-Each variant is `dvc exp run --temp -S models.gan.<key>=<value> ...` from the current commit:
-only train@gan and evaluate@gan run, with the same epochs, batch size and seed, and the
-experiments stay listed in `dvc exp show`. `--table-only` rebuilds the table from them.
+Each variant is `dvc exp run -S models.gan.<key>=<value> ... evaluate@gan` in the workspace:
+only train@gan and evaluate@gan run (the evaluator and the data are reused as they are), with
+the same epochs, batch size and seed, and the experiments stay listed in `dvc exp show`.
+Between variants and at the end, the gan's committed params, lock entries and outputs are
+put back (git for the small files, `dvc checkout` for the weights), so the workspace ends as
+it began; it refuses to start when those files hold uncommitted changes, which it would
+overwrite. `--table-only` rebuilds the table from the experiments.
 """
 
 from __future__ import annotations
@@ -39,14 +43,38 @@ def dvc(*args: str, capture: bool = False) -> subprocess.CompletedProcess:
     )  # fmt: skip
 
 
+# what a variant rewrites in the workspace, put back from git (and the DVC cache) afterwards
+TOUCHED = ["params.yaml", "dvc.lock", "metrics/train/gan.json", "metrics/eval/gan.json",
+           "plots/train/gan.csv", "reports/figures/gan"]  # fmt: skip
+
+
+def git(*args: str) -> str:
+    return subprocess.run(["git", *args], check=True, text=True, capture_output=True).stdout
+
+
+def restore() -> None:
+    git("checkout", "--", *TOUCHED)
+    dvc("checkout", "--force", "train@gan", "evaluate@gan")
+
+
 def run_variants(names: list[str], epochs: int | None) -> None:
+    dirty = git("status", "--porcelain", "--", *TOUCHED).strip()
+    if dirty:
+        raise SystemExit(
+            "ablation: these files have uncommitted changes that the experiments would "
+            f"overwrite; commit or stash them first:\n{dirty}"
+        )
     budget = {} if epochs is None else {"epochs": str(epochs)}  # the same for every variant
-    for name in names:
-        overrides = VARIANTS[name] | budget
-        sets = [f"-S=models.gan.{key}={value}" for key, value in overrides.items()]
-        print(f"ablation: dvc exp run --temp -n gan-{name} {' '.join(sets)}", flush=True)
-        # the target stops it at the gan's evaluation: no export, report or registration
-        dvc("exp", "run", "--temp", "--force", "-n", f"gan-{name}", *sets, "evaluate@gan")
+    try:
+        for name in names:
+            overrides = VARIANTS[name] | budget
+            sets = [f"-S=models.gan.{key}={value}" for key, value in overrides.items()]
+            print(f"ablation: dvc exp run -n gan-{name} {' '.join(sets)} evaluate@gan", flush=True)
+            # the target stops it at the gan's evaluation: no export, report or registration
+            dvc("exp", "run", "--force", "-n", f"gan-{name}", *sets, "evaluate@gan")
+            restore()
+    finally:
+        restore()
 
 
 def experiment_metrics() -> dict[str, dict]:
