@@ -70,8 +70,11 @@ def run_variants(names: list[str], epochs: int | None) -> None:
             overrides = VARIANTS[name] | budget
             sets = [f"-S=models.gan.{key}={value}" for key, value in overrides.items()]
             print(f"ablation: dvc exp run -n gan-{name} {' '.join(sets)} evaluate@gan", flush=True)
-            # the target stops it at the gan's evaluation: no export, report or registration
-            dvc("exp", "run", "--force", "-n", f"gan-{name}", *sets, "evaluate@gan")
+            # a rerun replaces the experiment of the same name (exp run's --force would also
+            # force every upstream stage); the target stops it at the gan's evaluation
+            subprocess.run([sys.executable, "-m", "dvc", "exp", "remove", f"gan-{name}"],
+                           capture_output=True)  # fmt: skip
+            dvc("exp", "run", "-n", f"gan-{name}", *sets, "evaluate@gan")
             restore()
     finally:
         restore()
