@@ -77,17 +77,20 @@ def check_gate(
 def example_inputs(path: str | Path, batch: int = 2, seed: int = 0) -> dict[str, np.ndarray]:
     """A small valid input of an ONNX graph, for MLflow's input example.
 
-    Symbolic axes get `batch` (axis 0) or 28 (spatial); float 4-D inputs are images in [0, 1],
-    other floats N(0, 1), integers labels below the graph's num_classes.
+    Symbolic axes get `batch` (axis 0) or the training size (spatial: 28, or 28 / scale for an
+    upscaler, which was trained on 7x7 inputs at scale 4); float 4-D inputs are images in
+    [0, 1], other floats N(0, 1), integers labels below the graph's num_classes.
     """
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     meta = session.get_modelmeta().custom_metadata_map
     classes = int(meta.get("num_classes", "10") or 10)
+    side = 28 // int(meta.get("scale", "1") or 1) if meta.get("task") == "upscale" else 28
     rng = np.random.default_rng(seed)
     feed = {}
     for node in session.get_inputs():
         shape = [
-            d if isinstance(d, int) else (batch if i == 0 else 28) for i, d in enumerate(node.shape)
+            d if isinstance(d, int) else (batch if i == 0 else side)
+            for i, d in enumerate(node.shape)
         ]
         if node.type == "tensor(int64)":
             feed[node.name] = (np.arange(shape[0]) % classes).astype(np.int64)

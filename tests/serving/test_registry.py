@@ -20,7 +20,7 @@ from mlflow.tracking import MlflowClient
 
 from genmodels import tracking
 from genmodels.config import Bound
-from genmodels.registry import check_gate, register_instance
+from genmodels.registry import check_gate, example_inputs, register_instance
 from genmodels.serving import ModelStore
 from helpers import REPO
 from server_helpers import free_port, stop, wait_until_up
@@ -73,6 +73,14 @@ def train_run(instance: str) -> str:
     tags = {"instance": instance}  # as pipeline/train.py tags its run
     with tracking.stage_run(f"train@{instance}", "testdata", {"lr": 0.1}, tags=tags) as run:
         return run.run_id
+
+
+def test_input_examples_follow_each_graphs_contract(tiny_exported):
+    upscaler = example_inputs(tiny_exported / "srgan/generator.onnx", batch=3)
+    assert upscaler["image"].shape == (3, 1, 14, 14)  # 28 / scale 2: the size it was trained at
+    assert 0 <= upscaler["image"].min() and upscaler["image"].max() <= 1
+    conditional = example_inputs(tiny_exported / "cgan/generator.onnx", batch=4)
+    assert conditional["label"].dtype == np.int64 and conditional["z"].shape[0] == 4
 
 
 def test_champion_only_behind_the_gate_and_never_to_a_failing_version(
