@@ -78,7 +78,7 @@ def train_run(instance: str) -> str:
 def test_input_examples_follow_each_graphs_contract(tiny_exported):
     upscaler = example_inputs(tiny_exported / "srgan/generator.onnx", batch=3)
     assert upscaler["image"].shape == (3, 1, 14, 14)  # 28 / scale 2: the size it was trained at
-    assert 0 <= upscaler["image"].min() and upscaler["image"].max() <= 1
+    assert upscaler["image"].min() >= 0 and upscaler["image"].max() <= 1
     conditional = example_inputs(tiny_exported / "cgan/generator.onnx", batch=4)
     assert conditional["label"].dtype == np.int64 and conditional["z"].shape[0] == 4
 
