@@ -30,7 +30,7 @@ VARIANTS: dict[str, dict[str, str]] = {
     "hinge-sn": {"loss": "hinge", "spectral_norm": "true", "d_norm": "none"},
     "wgan-gp": {"loss": "wgan_gp", "n_critic": "5", "d_norm": "layer", "betas": "[0.0,0.9]"},
 }
-METRIC_FILES = ("metrics/eval/gan.json",)
+METRIC_FILE = "metrics/eval/gan.json"
 COLUMNS = [("FID", "fid"), ("precision", "precision"), ("recall", "recall"),
            ("classes covered", "class_coverage"), ("class KL", "class_kl"),
            ("oscillation index", "oscillation_index"), ("train s", "train_seconds")]  # fmt: skip
@@ -65,36 +65,35 @@ def run_variants(names: list[str], epochs: int | None) -> None:
             f"overwrite; commit or stash them first:\n{dirty}"
         )
     budget = {} if epochs is None else {"epochs": str(epochs)}  # the same for every variant
-    try:
-        for name in names:
-            overrides = VARIANTS[name] | budget
-            sets = [f"-S=models.gan.{key}={value}" for key, value in overrides.items()]
-            print(f"ablation: dvc exp run -n gan-{name} {' '.join(sets)} evaluate@gan", flush=True)
-            # a rerun replaces the experiment of the same name (exp run's --force would also
-            # force every upstream stage); the target stops it at the gan's evaluation
-            subprocess.run([sys.executable, "-m", "dvc", "exp", "remove", f"gan-{name}"],
-                           capture_output=True)  # fmt: skip
+    for name in names:
+        overrides = VARIANTS[name] | budget
+        sets = [f"-S=models.gan.{key}={value}" for key, value in overrides.items()]
+        print(f"ablation: dvc exp run -n gan-{name} {' '.join(sets)} evaluate@gan", flush=True)
+        # a rerun replaces the experiment of the same name (exp run's --force would also
+        # force every upstream stage); the target stops it at the gan's evaluation
+        subprocess.run([sys.executable, "-m", "dvc", "exp", "remove", f"gan-{name}"],
+                       capture_output=True)  # fmt: skip
+        try:
             dvc("exp", "run", "-n", f"gan-{name}", *sets, "evaluate@gan")
+        finally:  # the next variant starts from the committed params
             restore()
-    finally:
-        restore()
 
 
 def experiment_metrics() -> dict[str, dict]:
-    """metrics/eval/gan.json of each gan-* experiment, from `dvc exp show --json`."""
-    shown = json.loads(dvc("exp", "show", "--json", "--force", capture=True).stdout)
-    found: dict[str, dict] = {}
+    """metrics/eval/gan.json of the newest gan-* experiment of each name, from
+    `dvc exp show --json` over every commit (later commits keep the table rebuildable)."""
+    shown = json.loads(dvc("exp", "show", "--json", "--all-commits", capture=True).stdout)
+    newest: dict[str, tuple[str, dict]] = {}
     for commit in shown:
         for exp in commit.get("experiments") or []:
             for revision in exp.get("revs", []):
                 name = revision.get("name") or ""
                 data = revision.get("data") or {}
-                metrics = data.get("metrics") or {}
-                for path in METRIC_FILES:
-                    values = (metrics.get(path) or {}).get("data")
-                    if name.startswith("gan-") and values:
-                        found[name.removeprefix("gan-")] = values
-    return found
+                values = ((data.get("metrics") or {}).get(METRIC_FILE) or {}).get("data")
+                stamp = data.get("timestamp") or ""
+                if name.startswith("gan-") and values and stamp >= newest.get(name, ("",))[0]:
+                    newest[name] = (stamp, values)
+    return {name.removeprefix("gan-"): values for name, (_, values) in newest.items()}
 
 
 def main() -> int:
@@ -109,6 +108,8 @@ def main() -> int:
     missing = [name for name in VARIANTS if name not in results]
     if missing:
         print(f"ablation: no finished experiment for {', '.join(missing)}", file=sys.stderr)
+    if not results:  # keep the table there is rather than write an empty one
+        return 1
     rows = [[name, *(results[name].get(key, "") for _, key in COLUMNS)]
             for name in VARIANTS if name in results]  # fmt: skip
     table = markdown_table(["variant", *(label for label, _ in COLUMNS)], rows)

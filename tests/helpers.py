@@ -39,3 +39,21 @@ def run_script(
         text=True,
         timeout=timeout,
     )
+
+
+class Interrupted(Exception):
+    """Raised by interrupt_at: a training process dying mid-run."""
+
+
+def interrupt_at(recipe, fail_at: int | None) -> None:
+    """Makes the recipe's training step raise Interrupted at step `fail_at` (None: never)."""
+    if fail_at is None:
+        return
+    step_fn = recipe.training_step
+
+    def failing(batch, step):
+        if step == fail_at:
+            raise Interrupted
+        return step_fn(batch, step)
+
+    recipe.training_step = failing

@@ -23,6 +23,7 @@ from genmodels.models.cyclegan import (
 )
 from genmodels.training import Batch, Budget, EvalContext, Trainer, TrainOutputs
 from genmodels.training.runtime import seed_everything
+from helpers import Interrupted, interrupt_at
 
 TINY = {"family": "cyclegan", "g_channels": 4, "g_blocks": 1, "d_channels": 4, "d_layers": 1,
         "batch_size": 8, "steps": 6}  # fmt: skip
@@ -193,22 +194,10 @@ def test_an_epochs_budget_counts_steps_over_the_prepared_training_set(digits_pre
     assert recipe.total_steps() == 2 * (len(digits_prepared.train_images) // 64)
 
 
-class Interrupted(Exception):
-    pass
-
-
 def train_cyclegan(prepared, prepared_dir, tmp_path, fail_at=None):
     seed_everything(0)
     recipe = cyclegan(prepared, prepared_dir, steps=12, pool_size=10)
-    if fail_at is not None:  # an interruption after a checkpoint was written
-        step_fn = recipe.training_step
-
-        def failing(b, step):
-            if step == fail_at:
-                raise Interrupted
-            return step_fn(b, step)
-
-        recipe.training_step = failing
+    interrupt_at(recipe, fail_at)  # an interruption after a checkpoint was written
     trainer = Trainer(
         recipe, prepared.train_images[:80], prepared.train_labels[:80], budget=Budget(steps=12),
         batch_size=8, settings=TrainParams(log_every=2, checkpoint_every=4, progress="log"),

@@ -10,6 +10,7 @@ from genmodels.export import check_parity, export_onnx
 from genmodels.models import build_recipe, data_info
 from genmodels.training import Batch, Budget, Trainer, TrainOutputs
 from genmodels.training.runtime import seed_everything
+from helpers import Interrupted, interrupt_at
 
 TINY = {"family": "gan", "g_channels": [16, 8], "d_channels": [8, 16], "latent_dim": 8,
         "batch_size": 32, "steps": 4}  # fmt: skip
@@ -83,22 +84,10 @@ def test_progress_grids_are_saved_each_epoch_and_restored(digits_prepared):
     assert len(fresh.progress) == 2 and torch.equal(fresh.progress[1], recipe.progress[1])
 
 
-class Interrupted(Exception):
-    pass
-
-
 def train_gan(prepared, tmp_path, fail_at=None):
     seed_everything(0)
     recipe = gan(prepared, loss="wgan_gp", n_critic=2, ema_decay=0.9, steps=12)
-    if fail_at is not None:  # an interruption mid-epoch, after a checkpoint was written
-        step_fn = recipe.training_step
-
-        def failing(b, step):
-            if step == fail_at:
-                raise Interrupted
-            return step_fn(b, step)
-
-        recipe.training_step = failing
+    interrupt_at(recipe, fail_at)  # an interruption after a checkpoint was written
     trainer = Trainer(
         recipe, prepared.train_images[:160], prepared.train_labels[:160], budget=Budget(steps=12),
         batch_size=32, settings=TrainParams(log_every=2, checkpoint_every=4, progress="log"),

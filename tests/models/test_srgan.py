@@ -19,6 +19,7 @@ from genmodels.models.srgan import SRResNet, bicubic_upscale, content_loss, down
 from genmodels.report import sample_quality_section, tables
 from genmodels.training import Batch, Budget, EvalContext, Trainer, TrainOutputs
 from genmodels.training.runtime import seed_everything
+from helpers import Interrupted, interrupt_at
 
 TINY = {"family": "srgan", "channels": 8, "blocks": 1, "d_channels": [8, 8], "batch_size": 16,
         "lr": 2e-3, "lr_gan": 1e-3}  # fmt: skip
@@ -161,10 +162,6 @@ def test_adversarial_phase_needs_the_content_features(digits_prepared):
         recipe.training_step(batch(digits_prepared), 0)
 
 
-class Interrupted(Exception):
-    pass
-
-
 def train(prepared, root, space=None, fail_at=None, **params):
     """The Trainer on 160 digits, as the train stage runs it (same seed for every call)."""
     seed_everything(0)
@@ -172,15 +169,7 @@ def train(prepared, root, space=None, fail_at=None, **params):
     recipe = build(prepared, **params)
     if space is not None:
         recipe.attach_space(space, 50)
-    if fail_at is not None:  # an interruption after a checkpoint was written
-        step_fn = recipe.training_step
-
-        def failing(b, step):
-            if step == fail_at:
-                raise Interrupted
-            return step_fn(b, step)
-
-        recipe.training_step = failing
+    interrupt_at(recipe, fail_at)  # an interruption after a checkpoint was written
     trainer = Trainer(
         recipe, prepared.train_images[:160], prepared.train_labels[:160],
         budget=Budget(steps=params["steps"]), batch_size=16,
