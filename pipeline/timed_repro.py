@@ -16,6 +16,16 @@ from pathlib import Path
 OUT = Path("reports/bench/repro.json")
 
 
+def cpu_model() -> str | None:
+    """The processor's name: wall times differ several-fold between machines of 2 cores."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return None
+    names = [line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")]
+    return names[0] if names else None
+
+
 def main() -> int:
     started = time.perf_counter()
     process = subprocess.Popen(
@@ -44,6 +54,7 @@ def main() -> int:
             "finished": datetime.now(UTC).isoformat(timespec="seconds"),
             "cpus": os.cpu_count(),
             "machine": platform.processor() or platform.machine(),
+            "cpu_model": cpu_model(),
         }
         OUT.parent.mkdir(parents=True, exist_ok=True)
         OUT.write_text(json.dumps(record, indent=2) + "\n")

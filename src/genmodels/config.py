@@ -192,6 +192,9 @@ class AdversarialParams(ModelBase):
     betas: Annotated[list[Annotated[float, Field(ge=0, lt=1)]], Field(min_length=2, max_length=2)] = [0.5, 0.999]  # fmt: skip
     ema_decay: Annotated[float, Field(ge=0, lt=1)] = 0.999  # 0: evaluate the raw generator
     sample_seed: int = 1234  # the fixed latent vectors of the progression grid and monitor
+    # the truncation trick: evaluated and served samples draw z from N(0, psi^2 I); psi < 1
+    # trades recall for precision (Brock et al. 2019; Kynkaanniemi et al. 2019). 1: off
+    truncation_psi: Annotated[float, Field(gt=0, le=1)] = 1.0
 
     @model_validator(mode="after")
     def _coherent_game(self):

@@ -1,19 +1,29 @@
-"""Figures for the evaluation report: image grids (torchvision) and latent scatters."""
+"""Figures for the evaluation report: image grids (torchvision) and latent scatters.
+
+torchvision and pyplot are imported where a figure is drawn: every train and export stage
+imports the model families, and those two cost seconds of start-up in each stage.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
-import matplotlib
+import torch
+from torch import Tensor
 
-matplotlib.use("Agg")  # headless: stages run under DVC and CI
-import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
-from torch import Tensor  # noqa: E402
-from torchvision.utils import save_image  # noqa: E402
+from genmodels.io import atomic_path
 
-from genmodels.io import atomic_path  # noqa: E402
+
+def _pyplot() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")  # headless: stages run under DVC and CI
+    import matplotlib.pyplot as plt
+
+    return plt
+
 
 CLASS_NAMES = {
     "fashion_mnist": [
@@ -30,6 +40,8 @@ def class_names(dataset: str, num_classes: int = 10) -> list[str]:
 def save_rows(rows: Sequence[Tensor], path: Path, padding: int = 2) -> Path:
     """One image row per tensor (same count each), e.g. originals over reconstructions."""
     per_row = rows[0].shape[0]
+    from torchvision.utils import save_image
+
     images = torch.cat([r.detach().float().cpu().clamp(0, 1) for r in rows])
     with atomic_path(path.with_suffix(".png")) as tmp:
         save_image(images, tmp, nrow=per_row, padding=padding, pad_value=1.0, format="png")
@@ -38,6 +50,7 @@ def save_rows(rows: Sequence[Tensor], path: Path, padding: int = 2) -> Path:
 
 def latent_scatter(z: Tensor, labels: Tensor, names: Sequence[str], path: Path, title: str) -> Path:
     z, labels = z.detach().cpu().numpy(), labels.cpu().numpy()
+    plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 6), dpi=100)
     points = ax.scatter(
         z[:, 0], z[:, 1], c=labels, cmap="tab10", s=3, alpha=0.7, vmin=-0.5, vmax=9.5
@@ -59,6 +72,7 @@ def game_curves(history: Sequence[dict[str, float]], path: Path, title: str) -> 
         rows = [row for row in history if key in row]
         return [row["step"] for row in rows], [row[key] for row in rows]
 
+    plt = _pyplot()
     fig, axes = plt.subplots(2, 2, figsize=(11, 7), dpi=100)
     panels = [
         (axes[0, 0], ["d_loss", "g_loss"], "loss", False),

@@ -39,7 +39,14 @@ def write_with(path: str | Path, writer: Callable[[Path], Any]) -> Path:
 
 
 def save_torch(obj: Any, path: str | Path) -> Path:
-    return write_with(path, lambda tmp: torch.save(obj, tmp))
+    """torch.save through a file object: the archive's inner folder is then always `archive`,
+    not the random temp name, so the same tensors give the same bytes (and DVC hash)."""
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as f:
+            torch.save(obj, f)
+
+    return write_with(path, write)
 
 
 def write_text(path: str | Path, text: str) -> Path:

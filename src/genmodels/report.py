@@ -107,10 +107,10 @@ def generic_sections(evals: dict[str, dict]) -> list[tuple[str, str]]:
 
 
 def gan_sections(evals: dict[str, dict]) -> list[tuple[str, str]]:
-    header = ["instance", "loss", "oscillation index", "classes lost", "recall drop", "FID",
-              "precision", "recall", "classes", "train s"]  # fmt: skip
+    header = ["instance", "loss", "psi", "oscillation index", "classes lost", "recall drop",
+              "FID", "precision", "recall", "classes", "train s"]  # fmt: skip
     rows = [
-        [name, m["loss"], m.get("oscillation_index", "n/a"),
+        [name, m["loss"], m.get("truncation_psi", 1.0), m.get("oscillation_index", "n/a"),
          m.get("collapse", {}).get("classes_lost", "n/a"),
          m.get("collapse", {}).get("recall_drop", "n/a"), m["fid"], m["precision"], m["recall"],
          m["class_coverage"], m["train_seconds"]]
@@ -207,7 +207,13 @@ def sample_quality_section(evals: dict[str, dict], reference: dict | None) -> st
     rows = []
     if reference is not None:
         rows.append(["**reference: real test images**", *_columns(reference)])
-    rows += [[name, *_columns(m)] for name, m in judged.items() if m is not None]
+    for name, m in judged.items():
+        if m is None:
+            continue
+        psi = m.get("truncation_psi", 1.0)
+        rows.append([name if psi == 1.0 else f"{name} (truncation psi {psi})", *_columns(m)])
+        if "untruncated" in m:  # what the same generator gives from plain N(0, I)
+            rows.append([f"{name} (untruncated, psi 1)", *_columns(m["untruncated"])])
     return markdown_table(header, rows)
 
 

@@ -183,6 +183,12 @@ def test_evaluate_outputs(reproduced, instance):
     if family in ("gan", "cgan"):
         assert SAMPLE_KEYS | {"oscillation_index", "collapse"} <= set(metrics)
         assert metrics["n_samples"] == 200 and len(metrics["class_histogram"]) == 10
+        # the truncation trick keeps the plain N(0, I) samples' figures beside its own
+        psi = tiny_params()["models"][instance].get("truncation_psi", 1.0)
+        assert metrics["truncation_psi"] == psi
+        assert ("untruncated" in metrics) == (psi < 1)
+        if psi < 1:
+            assert set(metrics["untruncated"]) >= SAMPLE_KEYS
     if family == "cgan":
         assert len(metrics["per_class"]) == 10
         assert {"conditional_accuracy", "diversity_ratio_min", "fid_per_class_mean"} <= set(metrics)

@@ -174,7 +174,15 @@ def tiny_exportables() -> dict[str, list[Exportable]]:
                 "generator",
                 CondGenerator(6, 10),
                 6,
-                _meta("cgan", "cgan", "generator", "generate", latent_dim=6, num_classes=10),
+                _meta(
+                    "cgan",
+                    "cgan",
+                    "generator",
+                    "generate",
+                    latent_dim=6,
+                    num_classes=10,
+                    truncation_psi=0.5,
+                ),  # the truncation trick: served z ~ N(0, 0.25 I)
                 label=True,
             )
         ],

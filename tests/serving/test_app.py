@@ -96,6 +96,14 @@ def test_cgan_labels_pick_the_class(client, tiny_exported):
     assert cycled["labels"] == [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 0, 1]
 
 
+def test_seeded_latents_follow_the_graphs_truncation_and_explicit_z_is_kept(client):
+    seeded = client.post("/generate/cgan", json={"n": 3, "seed": 5}).json()
+    plain = np.random.default_rng(5).standard_normal((3, 6), dtype=np.float32)
+    np.testing.assert_allclose(np.array(seeded["z"], np.float32), 0.5 * plain, rtol=1e-6)
+    given = [[1.0] * 6, [-2.0] * 6]
+    assert client.post("/generate/cgan", json={"z": given}).json()["z"] == given
+
+
 def test_png_by_accept_header_is_a_grid(client):
     r = client.post(
         "/generate/gan", json={"n": 6, "seed": 0, "nrow": 3}, headers={"Accept": "image/png"}

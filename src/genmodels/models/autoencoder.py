@@ -7,7 +7,6 @@ from __future__ import annotations
 import numpy as np
 import torch
 import torch.nn.functional as F
-from sklearn.decomposition import PCA
 from torch import Tensor, nn
 
 from genmodels.config import AutoencoderParams
@@ -88,6 +87,8 @@ def pca_reconstruct(train: Tensor, test: Tensor, components: int, seed: int) -> 
     """
     flat_train = train.reshape(len(train), -1).numpy().astype(np.float32) / 255.0
     flat_test = test.reshape(len(test), -1).numpy().astype(np.float32) / 255.0
+    from sklearn.decomposition import PCA  # evaluation only: not on every stage's start-up
+
     pca = PCA(n_components=components, svd_solver="covariance_eigh", random_state=seed)
     pca.fit(flat_train)
     recon = pca.inverse_transform(pca.transform(flat_test)).clip(0.0, 1.0)

@@ -98,7 +98,7 @@ class CGANRecipe(AdversarialRecipe):
         self.train(False)
         space, classes = ctx.space, self.data.num_classes
         gen = torch.Generator().manual_seed(ctx.seed)
-        z = torch.randn(ctx.n_samples, self.params.latent_dim, generator=gen)
+        z = self.sampling_latents(ctx.n_samples, gen)
         requested = torch.arange(ctx.n_samples) % classes  # the same count of every class
         samples = self.sample(z, requested)
         features = space.features(samples)
@@ -123,6 +123,7 @@ class CGANRecipe(AdversarialRecipe):
             "latent_dim": self.params.latent_dim,
             "loss": self.params.loss,
             "conditioning": self.params.conditioning,
+            "truncation_psi": self.params.truncation_psi,
             "conditional_accuracy": hit.double().mean().item(),
             "evaluator_accuracy": real_accuracy,
             "conditional_accuracy_ratio": hit.double().mean().item() / real_accuracy,
@@ -132,10 +133,11 @@ class CGANRecipe(AdversarialRecipe):
             "per_class": per_class,
             **space.sample_metrics(samples, features=features),
             **self.game_summary(ctx.train_metrics),
+            **self.untruncated_metrics(ctx, requested),
         }
         figures = self.game_figures(ctx, samples)
         names = ", ".join(class_names(self.data.dataset, classes))
-        grid_z = torch.randn(ctx.n_grid, self.params.latent_dim, generator=gen)
+        grid_z = self.sampling_latents(ctx.n_grid, gen)
         rows = [self.sample(grid_z, torch.full((ctx.n_grid,), c)) for c in range(classes)]
         figures[f"One row per requested class ({names})"] = save_rows(
             rows, ctx.figures_dir / "classes.png"
@@ -154,11 +156,11 @@ class CGANRecipe(AdversarialRecipe):
                 input_names=["z", "label"],
                 output_names=["image"],
                 dynamic_axes={"z": {0: "batch"}, "label": {0: "batch"}},
-                doc=f"z [batch,{k}] float32 ~ N(0, I), label [batch] int64 in 0..{classes - 1} "
+                doc=f"z [batch,{k}] float32 ~ N(0, psi^2 I) (metadata truncation_psi), label [batch] int64 in 0..{classes - 1} "
                 f"-> image [batch,{c},{h},{w}] in [0,1]",
                 metadata={
                     "task": "generate",
-                    "latent_dim": str(k),
+                    **self.sampling_metadata(),
                     "num_classes": str(classes),
                     "label_range": f"0,{classes - 1}",
                     "pixel_range": "0,1",

@@ -32,11 +32,12 @@ class GANRecipe(AdversarialRecipe):
 
     def evaluate(self, ctx: EvalContext) -> EvalResult:
         self.train(False)
-        z = torch.randn(ctx.n_samples, self.params.latent_dim,
-                        generator=torch.Generator().manual_seed(ctx.seed))  # fmt: skip
+        z = self.sampling_latents(ctx.n_samples, torch.Generator().manual_seed(ctx.seed))
         samples = self.sample(z)
-        metrics = {"latent_dim": self.params.latent_dim, "loss": self.params.loss}
+        metrics = {"latent_dim": self.params.latent_dim, "loss": self.params.loss,
+                   "truncation_psi": self.params.truncation_psi}  # fmt: skip
         metrics |= ctx.space.sample_metrics(samples)
+        metrics |= self.untruncated_metrics(ctx)
         metrics |= self.game_summary(ctx.train_metrics)
         figures = self.game_figures(ctx, samples)
         return EvalResult(metrics=metrics, figures=figures)
@@ -53,7 +54,8 @@ class GANRecipe(AdversarialRecipe):
                 input_names=["z"],
                 output_names=["image"],
                 dynamic_axes={"z": {0: "batch"}},
-                doc=f"z [batch,{k}] float32 ~ N(0, I) -> image [batch,{c},{h},{w}] in [0,1]",
-                metadata={"task": "generate", "latent_dim": str(k), "pixel_range": "0,1"},
+                doc=f"z [batch,{k}] float32 ~ N(0, psi^2 I) (metadata truncation_psi) "
+                f"-> image [batch,{c},{h},{w}] in [0,1]",
+                metadata={"task": "generate", "pixel_range": "0,1", **self.sampling_metadata()},
             )
         ]

@@ -334,6 +334,7 @@ def create_app(store: ModelStore, settings: ServeParams | None = None) -> FastAP
             if not 0 <= seed <= MAX_SEED:
                 raise ApiError(422, f"seed must be between 0 and {MAX_SEED}")
             z = np.random.default_rng(seed).standard_normal((n, k), dtype=np.float32)
+            z *= graph.truncation_psi  # drawn as the evaluation drew them
             extra["seed"] = seed
         feed = {"z": z}
         if graph.input("label") is not None:

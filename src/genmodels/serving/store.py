@@ -82,6 +82,15 @@ class Graph:
             return z.shape[1]
         return None
 
+    @property
+    def truncation_psi(self) -> float:
+        """The scale of the latents the generator was evaluated on (1: plain N(0, I))."""
+        try:
+            psi = float(self.metadata.get("truncation_psi", "1"))
+        except ValueError:
+            return 1.0
+        return psi if 0 < psi <= 1 else 1.0
+
     def meta_int(self, key: str) -> int | None:
         try:
             return int(self.metadata[key])

@@ -86,6 +86,23 @@ class AdversarialRecipe(Recipe):
     def latent(self, n: int) -> Tensor:
         return torch.randn(n, self.params.latent_dim, device=self.device)
 
+    def sampling_latents(self, n: int, generator: torch.Generator, psi: float | None = None):
+        """The latents that evaluated (and served) samples come from: N(0, psi^2 I)."""
+        psi = self.params.truncation_psi if psi is None else psi
+        return torch.randn(n, self.params.latent_dim, generator=generator) * psi
+
+    def untruncated_metrics(self, ctx: Any, labels: Tensor | None = None) -> dict[str, Any]:
+        """With the truncation trick on, the plain N(0, I) samples' metrics beside it."""
+        if self.params.truncation_psi == 1.0:
+            return {}
+        z = self.sampling_latents(ctx.n_samples, torch.Generator().manual_seed(ctx.seed), 1.0)
+        return {"untruncated": ctx.space.sample_metrics(self.sample(z, labels))}
+
+    def sampling_metadata(self) -> dict[str, str]:
+        """What a server needs to draw z as the evaluation did."""
+        return {"latent_dim": str(self.params.latent_dim),
+                "truncation_psi": repr(self.params.truncation_psi)}  # fmt: skip
+
     def training_step(self, batch: Batch, step: int) -> dict[str, Tensor]:
         p = self.params
         real, labels = batch.images, batch.labels
