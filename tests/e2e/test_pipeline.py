@@ -73,7 +73,7 @@ def dvc(root: Path, *args: str) -> subprocess.CompletedProcess:
         env=env,
         capture_output=True,
         text=True,
-        timeout=900,
+        timeout=2400,  # the whole tiny DAG: about 10 min on a slow 2-core machine
     )
     assert result.returncode == 0, f"dvc {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
     return result

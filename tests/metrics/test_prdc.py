@@ -54,7 +54,11 @@ def test_fakes_covering_half_the_clusters():
     real = np.concatenate([c + rng.normal(size=(10, 2)) for c in centres])
     fake = real[:20].copy()  # exact copies of the first two clusters
     scores = prdc(real, fake, k=3)
-    assert scores == {"precision": 1.0, "recall": 0.5, "density": 1.0, "coverage": 0.5}
+    # exact copies sit on their neighbours' k-NN ball boundaries, where the GEMM-based
+    # distances round differently from one CPU to another: one boundary flip is 1/15 density
+    density = scores.pop("density")
+    assert scores == {"precision": 1.0, "recall": 0.5, "coverage": 0.5}
+    assert density == pytest.approx(1.0, abs=0.07)
 
 
 def test_hand_made_1d_case():
