@@ -52,4 +52,5 @@ def digits_space(digits_prepared) -> EvaluatorSpace:
         evaluator.features, evaluator.probabilities, reference, images,
         digits_prepared.test_images, settings, digits_prepared.num_classes,
         network=evaluator.classifier,
+        extract_and_classify=evaluator.features_and_probabilities,
     )  # fmt: skip

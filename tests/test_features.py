@@ -35,6 +35,15 @@ def test_a_collapsed_generator_loses_recall_and_classes(digits_prepared, digits_
     assert quick["class_coverage"] == 1 and sum(quick[f"class_{c}"] for c in range(10)) == 1
 
 
+def test_one_pass_gives_what_two_passes_give(digits_prepared, digits_space):
+    images = digits_prepared.test_images[:300]  # uint8, over two evaluation batches
+    features, probs = digits_space.features_and_probabilities(images)
+    assert features.shape == (300, digits_space.reference.train_features.shape[1])
+    torch.testing.assert_close(features, digits_space.features(images))
+    torch.testing.assert_close(probs, digits_space.probabilities(images))
+    torch.testing.assert_close(probs.sum(1), torch.ones(300))
+
+
 def test_reference_round_trip_and_damage(digits_space, tmp_path):
     path = digits_space.reference.save(tmp_path / "features.pt")
     loaded = RealReference.load(path)

@@ -31,6 +31,8 @@ log = logging.getLogger(__name__)
 
 # images float [N, C, H, W] in [0, 1] -> features [N, D] (or class probabilities [N, classes])
 Extractor = Callable[[Tensor], Tensor]
+# images -> (features, class probabilities) in one forward pass of the same network
+JointExtractor = Callable[[Tensor], tuple[Tensor, Tensor]]
 
 REFERENCE_FILE = Path("data/reference/features.pt")
 REFERENCE_HINT = "run `dvc repro evaluate_evaluator` to compute it"
@@ -75,6 +77,17 @@ def batched(fn: Extractor, images: Tensor, batch_size: int) -> Tensor:
         part = part.float().div(255.0) if part.dtype == torch.uint8 else part
         out.append(fn(part).cpu())
     return torch.cat(out)
+
+
+def batched_pair(fn: JointExtractor, images: Tensor, batch_size: int) -> tuple[Tensor, Tensor]:
+    """`batched` for an extractor that returns two tensors per batch."""
+    firsts, seconds = [], []
+    for part in images.split(batch_size):
+        part = part.float().div(255.0) if part.dtype == torch.uint8 else part
+        first, second = fn(part)
+        firsts.append(first.cpu())
+        seconds.append(second.cpu())
+    return torch.cat(firsts), torch.cat(seconds)
 
 
 @dataclass(frozen=True)
@@ -136,7 +149,8 @@ class EvaluatorSpace:
 
     def __init__(self, extract: Extractor, classify: Extractor, reference: RealReference,
                  train_images: Tensor, test_images: Tensor, settings: SuiteSettings,
-                 num_classes: int, network: nn.Module | None = None):  # fmt: skip
+                 num_classes: int, network: nn.Module | None = None,
+                 extract_and_classify: JointExtractor | None = None):  # fmt: skip
         self.extract = extract
         self.classify = classify
         self.reference = reference
@@ -146,6 +160,8 @@ class EvaluatorSpace:
         self.num_classes = num_classes
         # the evaluator classifier itself, for differentiable features (differentiable_extractor)
         self.network = network
+        # set when features and classes come from one network: one forward pass for both
+        self.extract_and_classify = extract_and_classify
         self.train_stats = gaussian_stats(reference.train_features)
         generator = torch.Generator().manual_seed(settings.seed)
         order = torch.randperm(len(reference.train_features), generator=generator)
@@ -158,6 +174,13 @@ class EvaluatorSpace:
     def probabilities(self, images: Tensor) -> Tensor:
         return batched(self.classify, images, self.settings.batch_size)
 
+    def features_and_probabilities(self, images: Tensor) -> tuple[Tensor, Tensor]:
+        """Both at once; the evaluator's network makes them in a single pass (the monitor and
+        every evaluate stage judge their samples through here)."""
+        if self.extract_and_classify is None:
+            return self.features(images), self.probabilities(images)
+        return batched_pair(self.extract_and_classify, images, self.settings.batch_size)
+
     def accuracy(self, images: Tensor, labels: Tensor) -> float:
         predicted = self.probabilities(images).argmax(1)
         return (predicted == labels.cpu()).double().mean().item()
@@ -167,8 +190,7 @@ class EvaluatorSpace:
 
     def quick_metrics(self, images: Tensor) -> dict[str, float]:
         """The cheap subset watched during training: FID, precision/recall, class histogram."""
-        features = self.features(images)
-        probs = self.probabilities(images)
+        features, probs = self.features_and_probabilities(images)
         k = min(self.settings.prdc_k, len(images) - 1)
         scores = prdc(self.real_subset[: len(images)], features, k=k)
         modes = mode_report(
@@ -184,11 +206,14 @@ class EvaluatorSpace:
         out |= {f"class_{c}": share for c, share in enumerate(modes["class_histogram"])}
         return out
 
-    def sample_metrics(self, images: Tensor, features: Tensor | None = None) -> dict:
+    def sample_metrics(self, images: Tensor, features: Tensor | None = None,
+                       probs: Tensor | None = None) -> dict:  # fmt: skip
         """Every sample metric of a set of images against the real training data."""
         s = self.settings
+        if features is None and probs is None:
+            features, probs = self.features_and_probabilities(images)
         features = self.features(images) if features is None else features
-        probs = self.probabilities(images)
+        probs = self.probabilities(images) if probs is None else probs
         kid_mean, kid_std = kid(
             features, self.real_subset, subsets=s.kid_subsets, subset_size=s.kid_subset_size,
             seed=s.seed,
@@ -330,4 +355,7 @@ def load_space(params, data, device: torch.device) -> EvaluatorSpace:
         SuiteSettings.from_params(params.evaluate),
         data.num_classes,
         network=evaluator.classifier,
+        extract_and_classify=(
+            evaluator.features_and_probabilities if wanted == "evaluator" else None
+        ),
     )

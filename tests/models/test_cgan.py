@@ -10,7 +10,7 @@ from torch import nn
 from genmodels.config import CGANParams
 from genmodels.export import check_parity, export_onnx
 from genmodels.models import build_recipe, data_info
-from genmodels.models.cgan import ProjectionDiscriminator, pairwise_diversity
+from genmodels.models.cgan import ConcatDiscriminator, ProjectionDiscriminator, pairwise_diversity
 from genmodels.nn.dcgan import Discriminator
 from genmodels.training import Batch, EvalContext
 
@@ -53,6 +53,30 @@ def test_projection_discriminator_arithmetic_by_hand():
     out = d(images, torch.tensor([0, 1, 2])).squeeze(1)
     psi = 1 * 1 + (-2) * (-0.5) + 0.5  # 2.5
     assert out.tolist() == pytest.approx([psi, psi + 3 - 0.5, psi - 1 - 1])
+
+
+@pytest.mark.parametrize("overrides", [{}, {"minibatch_std": True}])
+def test_concat_discriminator_is_the_stacked_one_hot_maps(digits_prepared, overrides):
+    """The label maps enter the first conv as one response per class: same scores and gradients
+    as stacking ten one-hot channels on every image."""
+    torch.manual_seed(0)
+    recipe = cgan(digits_prepared, conditioning="concat", **overrides)
+    d = recipe.discriminator
+    assert isinstance(d, ConcatDiscriminator)
+    images = (digits_prepared.train_images[:16].float() / 255).requires_grad_(True)
+    labels = digits_prepared.train_labels[:16]
+    fast = d(images, labels)
+    (fast_image_grad,) = torch.autograd.grad(fast.sum(), images, retain_graph=True)
+    fast.sum().backward()
+    fast_weight_grads = [p.grad.clone() for p in d.parameters()]
+    d.zero_grad()
+    stacked = d.base(images, d.label_maps(labels, 28, 28, images.dtype))
+    (stacked_image_grad,) = torch.autograd.grad(stacked.sum(), images, retain_graph=True)
+    stacked.sum().backward()
+    torch.testing.assert_close(fast, stacked, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(fast_image_grad, stacked_image_grad, rtol=1e-4, atol=1e-6)
+    for fast_grad, parameter in zip(fast_weight_grads, d.parameters(), strict=True):
+        torch.testing.assert_close(fast_grad, parameter.grad, rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.parametrize("overrides", [{}, {"conditioning": "concat", "loss": "hinge"},

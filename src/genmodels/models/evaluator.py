@@ -104,6 +104,13 @@ class EvaluatorRecipe(Recipe):
         self.train(False)
         return torch.softmax(self.classifier(images.to(self.device)), dim=1)
 
+    @torch.no_grad()
+    def features_and_probabilities(self, images: Tensor) -> tuple[Tensor, Tensor]:
+        """Both from one pass: the head reads the features (dropout is off in eval mode)."""
+        self.train(False)
+        features = self.classifier.features(images.to(self.device))
+        return features, torch.softmax(self.classifier.head(features), dim=1)
+
     def evaluate(self, ctx: EvalContext) -> EvalResult:
         probs = torch.cat(
             [

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from genmodels.nn.adversarial import MinibatchStdDev, pack
@@ -84,11 +85,25 @@ class ConvTrunk(nn.Module):
         self.mbstd = MinibatchStdDev() if minibatch_std else None
         self.out_features = (in_channels + int(minibatch_std)) * h * w
 
-    def forward(self, x: Tensor) -> Tensor:
-        h = self.convs(x)
+    def forward(self, x: Tensor, first_offset: Tensor | None = None) -> Tensor:
+        if first_offset is None:
+            h = self.convs(x)
+        else:  # x holds the first input channels; the others' response comes as an offset
+            first = self.convs[0]
+            h = F.conv2d(x, first.weight[:, : x.shape[1]], first.bias, first.stride, first.padding)
+            h = self.convs[1:](h + first_offset)
         if self.mbstd is not None:
             h = self.mbstd(h)
         return h.flatten(1)
+
+    def constant_channel_response(self, first_channel: int, count: int, hw: Sequence[int],
+                                  like: Tensor) -> Tensor:  # fmt: skip
+        """The first conv's response to each of `count` input channels (from `first_channel`
+        on) held at 1 over an image of size hw, all others 0: [count, out, h', w']."""
+        first = self.convs[0]
+        ones = torch.eye(count, dtype=like.dtype, device=like.device)[:, :, None, None]
+        weight = first.weight[:, first_channel : first_channel + count]
+        return F.conv2d(ones.expand(-1, -1, *hw), weight, None, first.stride, first.padding)
 
 
 class MLPTrunk(nn.Module):
@@ -121,16 +136,20 @@ class Discriminator(nn.Module):
         self.packing = packing
         self.head = nn.Linear(trunk.out_features, 1)
 
-    def features(self, images: Tensor, channels: Tensor | None = None) -> Tensor:
+    def features(self, images: Tensor, channels: Tensor | None = None,
+                 first_offset: Tensor | None = None) -> Tensor:  # fmt: skip
         x = images * 2.0 - 1.0
         if channels is not None:  # conditioning maps (cGAN by concatenation)
             x = torch.cat([x, channels], dim=1)
         if self.packing > 1:
             x = pack(x, self.packing)
+        if first_offset is not None:  # the conditioning channels' share of the first conv
+            return self.trunk(x, first_offset)
         return self.trunk(x)
 
-    def forward(self, images: Tensor, channels: Tensor | None = None) -> Tensor:
-        return self.head(self.features(images, channels))
+    def forward(self, images: Tensor, channels: Tensor | None = None,
+                first_offset: Tensor | None = None) -> Tensor:  # fmt: skip
+        return self.head(self.features(images, channels, first_offset))
 
 
 def build_generator(arch: str, in_features: int, channels: Sequence[int],
