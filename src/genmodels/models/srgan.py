@@ -16,11 +16,14 @@ two variants:
 
 Both are judged beside bicubic up-sampling: PSNR, SSIM, FID against the high-resolution test
 images in the evaluator's feature space, and the evaluator's accuracy on the upscaled images.
+The exported generator is DeployedSRResNet: the same function rearranged so that no conv runs
+at full resolution (checked against the trained network at export).
 """
 
 from __future__ import annotations
 
 import copy
+import itertools
 import math
 
 import torch
@@ -129,6 +132,59 @@ class SRResNet(nn.Module):
     def forward(self, low_res: Tensor) -> Tensor:
         head = self.head(low_res * 2.0 - 1.0)
         return torch.sigmoid(self.tail(head + self.body(head)))
+
+
+def subpixel_conv(conv: nn.Conv2d, r: int) -> nn.Conv2d:
+    """conv(PixelShuffle(r)(v)) as PixelShuffle(r)(subpixel_conv(conv, r)(v)): the same
+    convolution computed on the low-resolution side, r*r output channels per original one (the
+    sub-pixel convolution of Shi et al. 2016). Exact for a stride-1, odd, 'same'-padded conv."""
+    out_ch, in_ch, k, k_w = conv.weight.shape
+    p = k // 2
+    if (k != k_w or k % 2 == 0 or conv.padding != (k // 2, k // 2) or conv.stride != (1, 1)
+            or conv.groups != 1 or conv.dilation != (1, 1)):  # fmt: skip
+        raise ValueError(f"the sub-pixel form needs an odd, square, stride-1, 'same' conv: {conv}")
+    lo, hi = (-p) // r, (r - 1 + k - 1 - p) // r  # fine offsets -p..k-1-p in coarse steps
+    coarse = nn.Conv2d(in_ch * r * r, out_ch * r * r, hi - lo + 1, padding=hi)
+    source = conv.weight.detach()
+    weight = torch.zeros_like(coarse.weight, requires_grad=False)
+    # output pixel (r*h + ao, r*w + bo) reads fine pixel (r*(h+m) + a, ...) = coarse channel
+    # c*r*r + a*r + b at (h+m, w+n), through the fine kernel tap r*m + a - ao (+ p)
+    for ao, bo, a, b in itertools.product(range(r), repeat=4):
+        for m, n in itertools.product(range(lo, hi + 1), repeat=2):
+            i, j = r * m + a - ao + p, r * n + b - bo + p
+            if 0 <= i < k and 0 <= j < k:
+                weight[ao * r + bo :: r * r, a * r + b :: r * r, m - lo, n - lo] = source[
+                    :, :, i, j
+                ]
+    bias = conv.bias.detach() if conv.bias is not None else torch.zeros(out_ch)
+    with torch.no_grad():
+        coarse.weight.copy_(weight)
+        coarse.bias.copy_(bias.repeat_interleave(r * r))
+    return coarse
+
+
+class DeployedSRResNet(nn.Module):
+    """An SRResNet's exported form: the same function with its last PixelShuffle moved to the
+    end. PReLU commutes with it (the slopes repeated per sub-pixel) and the full-resolution conv
+    becomes a sub-pixel conv, so no conv runs at full resolution; onnxruntime's blocked
+    convolutions would otherwise pad that conv's one output channel to a whole block."""
+
+    def __init__(self, generator: SRResNet):
+        super().__init__()
+        *upsampling, shuffle, prelu, conv = generator.tail
+        r = shuffle.upscale_factor
+        self.head, self.body = generator.head, generator.body
+        self.upsampling = nn.Sequential(*upsampling)
+        self.prelu = nn.PReLU(prelu.num_parameters * r * r)
+        with torch.no_grad():
+            self.prelu.weight.copy_(prelu.weight.repeat_interleave(r * r))
+        self.conv = subpixel_conv(conv, r)
+        self.shuffle = nn.PixelShuffle(r)
+
+    def forward(self, low_res: Tensor) -> Tensor:
+        head = self.head(low_res * 2.0 - 1.0)
+        coarse = self.prelu(self.upsampling(head + self.body(head)))
+        return self.shuffle(torch.sigmoid(self.conv(coarse)))
 
 
 class Discriminator(nn.Module):
@@ -346,10 +402,18 @@ class SRGANRecipe(Recipe):
         noise = torch.Generator().manual_seed(0)
         # besides the training size: twice it (14x14 -> 56x56 at 4x) and a non-square size
         others = [(2, c, 2 * lh, 2 * lw), (1, c, lh + 3, 2 * lw)]
+        trained = unwrap(self.generator)
+        deployed = DeployedSRResNet(trained).eval()
+        check = torch.rand(2, c, lh + 1, lw, generator=torch.Generator().manual_seed(1))
+        check = check.to(next(trained.parameters()).device)
+        with torch.no_grad():
+            drift = (deployed(check) - trained(check)).abs().max().item()
+        if not drift <= 1e-5:  # a bug, not a user error: the two forms must agree
+            raise RuntimeError(f"the sub-pixel form differs from the trained SRResNet by {drift}")
         return [
             Exportable(
                 name="generator",
-                module=self.generator,
+                module=deployed,
                 example_inputs=(torch.rand(2, c, lh, lw),),
                 input_names=["image"],
                 output_names=["high_res"],  # ONNX forbids an output named like an input
