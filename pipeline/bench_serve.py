@@ -9,6 +9,7 @@ numbers depend on the machine, so they are written but not tracked by DVC.
 
 import asyncio
 import base64
+import http.client
 import io
 import json
 import logging
@@ -199,22 +200,37 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _health_worker(port: int) -> int | None:
+    """The pid of the worker answering /health on a new connection, or None (not up yet)."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        connection.request("GET", "/health")
+        return json.loads(connection.getresponse().read())["worker"]
+    except (OSError, http.client.HTTPException, ValueError, KeyError):
+        return None
+    finally:
+        connection.close()
+
+
 def start_service(params_path: str, exported: str, workers: int) -> tuple[subprocess.Popen, int]:
+    """`genmodels serve` in a subprocess, returned once every worker answers."""
     port = _free_port()
     cmd = [sys.executable, "-m", "genmodels.cli", "serve", "--params", params_path,
            "--exported-dir", exported, "--port", str(port), "--workers", str(workers)]  # fmt: skip
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 60
+    seen: set[int] = set()
     while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
+        if proc.poll() is not None:
+            raise RuntimeError("genmodels serve exited at start")
+        if (pid := _health_worker(port)) is not None:
+            seen.add(pid)
+            if len(seen) == workers:
                 return proc, port
-        except OSError:
-            if proc.poll() is not None:
-                raise RuntimeError("genmodels serve exited at start") from None
+        else:
             time.sleep(0.3)
     proc.kill()
-    raise RuntimeError("genmodels serve did not start within 60 s")
+    raise RuntimeError(f"genmodels serve: {len(seen)} of {workers} workers answered within 60 s")
 
 
 def main(args) -> None:
