@@ -257,3 +257,38 @@ def test_max_abs_diff_treats_mismatches_as_infinite():
     assert diff(np.zeros(3), np.zeros(4)) == float("inf")
     assert diff(np.array([np.nan, 1.0]), np.array([np.nan, 1.5])) == 0.5
     assert diff(np.array([np.nan]), np.array([0.0])) == float("inf")
+
+
+def test_prelu_is_exported_decomposed_with_the_same_numbers(tmp_path):
+    torch.manual_seed(0)
+    module = nn.Sequential(
+        nn.Conv2d(1, 6, 3, padding=1), nn.PReLU(6), nn.Conv2d(6, 1, 3, padding=1), nn.PReLU()
+    ).eval()
+    with torch.no_grad():  # slopes far from the default 0.25, and a negative one
+        module[1].weight.copy_(torch.linspace(-0.5, 2.0, 6))
+    friendly = export_mod.onnx_friendly(module)
+    assert isinstance(module[1], nn.PReLU)  # the module itself is left as it was
+    assert not any(isinstance(m, nn.PReLU) for m in friendly.modules())
+    x = torch.randn(4, 1, 9, 9)
+    x[0, 0, 0, :3] = torch.tensor([0.0, -0.0, -1e-30])
+    with torch.no_grad():
+        assert torch.equal(friendly(x), module(x))
+        flat = nn.PReLU(5)
+        flat.weight.data.uniform_(-1, 1)
+        v = torch.randn(3, 5)
+        assert torch.equal(export_mod.onnx_friendly(flat)(v), flat(v))
+
+    exportable = Exportable(
+        name="prelu", module=module, example_inputs=(x,), input_names=("image",),
+        output_names=("image_out",), dynamic_axes={"image": {0: "batch"}},
+    )  # fmt: skip
+    path = export_onnx(exportable, tmp_path / "prelu.onnx")
+    ops = {node.op_type for node in onnx.load(path).graph.node}
+    assert "PRelu" not in ops and "Relu" in ops
+    (out,) = session_for(path).run(None, {"image": x.numpy()})
+    np.testing.assert_allclose(out, module(x).detach().numpy(), atol=1e-6)
+
+
+def test_modules_without_prelu_are_exported_as_they_are():
+    module = Decoder()
+    assert export_mod.onnx_friendly(module) is module

@@ -7,6 +7,7 @@ symbolic batch and spatial axes, and it is the exporter torch maintains.
 
 from __future__ import annotations
 
+import copy
 import logging
 import time
 import warnings
@@ -18,7 +19,8 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import torch
-from torch import Tensor
+import torch.nn.functional as F
+from torch import Tensor, nn
 
 from genmodels.io import atomic_path
 from genmodels.training.recipe import Exportable
@@ -48,6 +50,36 @@ def _dynamic_shapes(exportable: Exportable) -> tuple[dict[int, torch.export.Dim]
     return tuple(shapes)
 
 
+class DecomposedPReLU(nn.Module):
+    """PReLU as relu(x) - a * relu(-x), the same numbers in every case (a * 0 and a negation
+    are exact): onnxruntime's CPU PRelu kernel with per-channel slopes is ~10x slower than these
+    four element-wise ops (1.86 against 0.19 ms on [64, 32, 14, 14])."""
+
+    def __init__(self, prelu: nn.PReLU):
+        super().__init__()
+        self.weight = prelu.weight
+
+    def forward(self, x: Tensor) -> Tensor:
+        slope = (
+            self.weight if self.weight.numel() == 1 else self.weight.view(-1, *[1] * (x.dim() - 2))
+        )
+        return F.relu(x) - slope * F.relu(-x)
+
+
+def onnx_friendly(module: nn.Module) -> nn.Module:
+    """The module with every nn.PReLU decomposed (a copy; the module itself is unchanged)."""
+    if not any(isinstance(m, nn.PReLU) for m in module.modules()):
+        return module
+    module = copy.deepcopy(module)
+    for name, child in list(module.named_modules()):
+        if isinstance(child, nn.PReLU):
+            parent, _, attr = name.rpartition(".")
+            setattr(
+                module.get_submodule(parent) if parent else module, attr, DecomposedPReLU(child)
+            )
+    return module
+
+
 def export_onnx(exportable: Exportable, path: str | Path, opset: int = 18) -> Path:
     """Exports exportable.module to one self-contained .onnx file, written atomically.
 
@@ -61,7 +93,7 @@ def export_onnx(exportable: Exportable, path: str | Path, opset: int = 18) -> Pa
     if unknown:
         raise ValueError(f"{exportable.name}: dynamic_axes name unknown inputs {sorted(unknown)}")
     path = Path(path)
-    module = exportable.module.cpu().eval()
+    module = onnx_friendly(exportable.module.cpu().eval())
     inputs = tuple(t.cpu() for t in exportable.example_inputs)
     start = time.perf_counter()
     with warnings.catch_warnings():

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import copy
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -70,20 +70,21 @@ def torchvision_extractor(name: str, device: torch.device) -> Extractor:
     return extract
 
 
+def _float_batches(images: Tensor, batch_size: int) -> Iterator[Tensor]:
+    """[0, 1] float batches of uint8 or float images."""
+    for part in images.split(batch_size):
+        yield part.float().div(255.0) if part.dtype == torch.uint8 else part
+
+
 def batched(fn: Extractor, images: Tensor, batch_size: int) -> Tensor:
     """`fn` over [0, 1] float batches of uint8 or float images; results on the CPU."""
-    out = []
-    for part in images.split(batch_size):
-        part = part.float().div(255.0) if part.dtype == torch.uint8 else part
-        out.append(fn(part).cpu())
-    return torch.cat(out)
+    return torch.cat([fn(part).cpu() for part in _float_batches(images, batch_size)])
 
 
 def batched_pair(fn: JointExtractor, images: Tensor, batch_size: int) -> tuple[Tensor, Tensor]:
     """`batched` for an extractor that returns two tensors per batch."""
     firsts, seconds = [], []
-    for part in images.split(batch_size):
-        part = part.float().div(255.0) if part.dtype == torch.uint8 else part
+    for part in _float_batches(images, batch_size):
         first, second = fn(part)
         firsts.append(first.cpu())
         seconds.append(second.cpu())

@@ -51,13 +51,15 @@ class ConcatDiscriminator(nn.Module):
 
     def __init__(self, base: Discriminator, num_classes: int):
         super().__init__()
+        if base.packing != 1:
+            raise ValueError("a conditional discriminator judges one sample (one label) at a time")
         self.base = base
         self.num_classes = num_classes
 
     def forward(self, images: Tensor, labels: Tensor) -> Tensor:
-        n, c, h, w = images.shape
+        _, c, h, w = images.shape
         trunk = self.base.trunk
-        if isinstance(trunk, ConvTrunk) and self.base.packing == 1:
+        if isinstance(trunk, ConvTrunk):
             # The first conv is linear in its input: conv([x, maps_y]) = conv(x) + conv(maps_y).
             # The maps' share is one response per class, computed on `classes` maps instead of
             # the 10 extra channels of every image: the same function at a fraction of the cost.

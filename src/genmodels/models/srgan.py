@@ -140,26 +140,26 @@ def subpixel_conv(conv: nn.Conv2d, r: int) -> nn.Conv2d:
     sub-pixel convolution of Shi et al. 2016). Exact for a stride-1, odd, 'same'-padded conv."""
     out_ch, in_ch, k, k_w = conv.weight.shape
     p = k // 2
-    if (k != k_w or k % 2 == 0 or conv.padding != (k // 2, k // 2) or conv.stride != (1, 1)
+    if (k != k_w or k % 2 == 0 or conv.padding != (p, p) or conv.stride != (1, 1)
             or conv.groups != 1 or conv.dilation != (1, 1)):  # fmt: skip
         raise ValueError(f"the sub-pixel form needs an odd, square, stride-1, 'same' conv: {conv}")
     lo, hi = (-p) // r, (r - 1 + k - 1 - p) // r  # fine offsets -p..k-1-p in coarse steps
     coarse = nn.Conv2d(in_ch * r * r, out_ch * r * r, hi - lo + 1, padding=hi)
-    source = conv.weight.detach()
-    weight = torch.zeros_like(coarse.weight, requires_grad=False)
-    # output pixel (r*h + ao, r*w + bo) reads fine pixel (r*(h+m) + a, ...) = coarse channel
-    # c*r*r + a*r + b at (h+m, w+n), through the fine kernel tap r*m + a - ao (+ p)
-    for ao, bo, a, b in itertools.product(range(r), repeat=4):
-        for m, n in itertools.product(range(lo, hi + 1), repeat=2):
-            i, j = r * m + a - ao + p, r * n + b - bo + p
-            if 0 <= i < k and 0 <= j < k:
-                weight[ao * r + bo :: r * r, a * r + b :: r * r, m - lo, n - lo] = source[
-                    :, :, i, j
-                ]
-    bias = conv.bias.detach() if conv.bias is not None else torch.zeros(out_ch)
     with torch.no_grad():
-        coarse.weight.copy_(weight)
-        coarse.bias.copy_(bias.repeat_interleave(r * r))
+        weight, source = coarse.weight.zero_(), conv.weight
+        # output pixel (r*h + ao, r*w + bo) reads fine pixel (r*(h+m) + a, ...) = coarse channel
+        # c*r*r + a*r + b at (h+m, w+n), through the fine kernel tap r*m + a - ao (+ p)
+        for ao, bo, a, b in itertools.product(range(r), repeat=4):
+            for m, n in itertools.product(range(lo, hi + 1), repeat=2):
+                i, j = r * m + a - ao + p, r * n + b - bo + p
+                if 0 <= i < k and 0 <= j < k:
+                    weight[ao * r + bo :: r * r, a * r + b :: r * r, m - lo, n - lo] = source[
+                        :, :, i, j
+                    ]
+        if conv.bias is None:
+            coarse.bias.zero_()
+        else:
+            coarse.bias.copy_(conv.bias.repeat_interleave(r * r))
     return coarse
 
 
