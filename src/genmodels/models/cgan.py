@@ -64,7 +64,9 @@ class ConcatDiscriminator(nn.Module):
             # The maps' share is one response per class, computed on `classes` maps instead of
             # the 10 extra channels of every image: the same function at a fraction of the cost.
             per_class = trunk.constant_channel_response(c, self.num_classes, (h, w), images)
-            return self.base(images, first_offset=per_class[labels])
+            # index_select: its backward (index_add) is deterministic on the CPU; that of
+            # per_class[labels] (index_put with accumulate) differs from run to run on 2 threads
+            return self.base(images, first_offset=per_class.index_select(0, labels))
         return self.base(images, self.label_maps(labels, h, w, images.dtype))
 
     def label_maps(self, labels: Tensor, h: int, w: int, dtype: torch.dtype) -> Tensor:
