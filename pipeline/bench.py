@@ -87,8 +87,7 @@ def trainer_segment(recipe, instance: str, data, params, batch: int, steps: int,
             final = trainer.fit()
         finally:
             del recipe.training_step
-    elapsed = steps * batch / final["images_per_second"]
-    final["around_steps"] = 1 - inside / elapsed - final["data_fraction"]
+    final["around_steps"] = 1 - (inside + final["data_seconds"]) / final["train_seconds"]
     return final
 
 

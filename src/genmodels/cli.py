@@ -100,7 +100,6 @@ def _reuse_port_socket(host: str, port: int) -> Any:
         raise UserError(
             f"cannot listen on {host}:{port}: {exc.strerror}; pick another --port"
         ) from None
-    sock.set_inheritable(True)
     return sock
 
 
