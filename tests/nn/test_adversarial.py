@@ -12,6 +12,7 @@ from genmodels.nn.adversarial import (
     MinibatchStdDev,
     discriminator_loss,
     ema_copy,
+    frozen,
     generator_loss,
     gradient_penalty,
     mode_seeking_ratio,
@@ -166,3 +167,28 @@ def test_mode_seeking_ratio_by_hand():
     za, zb = torch.zeros(2, 4), torch.ones(2, 4) * torch.tensor([[1.0], [2.0]])
     # sample 0: image L1 mean 2 over latent L1 mean 1; sample 1: 0 over 2; mean 1
     assert mode_seeking_ratio(a, b, za, zb).item() == pytest.approx(1.0)
+
+
+def test_frozen_discriminator_gives_the_generator_the_same_gradients():
+    torch.manual_seed(0)
+    generator = nn.Sequential(nn.Linear(4, 8), nn.Tanh())
+    discriminator = nn.Sequential(nn.Linear(8, 8), nn.LeakyReLU(0.2), nn.Linear(8, 1))
+    discriminator[2].bias.requires_grad_(False)  # a frozen weight stays frozen afterwards
+    z = torch.randn(16, 4)
+
+    generator_loss("nonsaturating", discriminator(generator(z))).backward()
+    expected = [p.grad.clone() for p in generator.parameters()]
+    generator.zero_grad(set_to_none=True)
+    discriminator.zero_grad(set_to_none=True)
+
+    with frozen(discriminator):
+        generator_loss("nonsaturating", discriminator(generator(z))).backward()
+    for got, want in zip((p.grad for p in generator.parameters()), expected, strict=True):
+        assert torch.equal(got, want)
+    assert all(p.grad is None for p in discriminator.parameters())  # no weight gradients
+    flags = [p.requires_grad for p in discriminator.parameters()]
+    assert flags == [True, True, True, False]
+
+    with pytest.raises(RuntimeError), frozen(discriminator):
+        raise RuntimeError("a failed step")
+    assert [p.requires_grad for p in discriminator.parameters()] == flags

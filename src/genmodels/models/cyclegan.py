@@ -35,7 +35,7 @@ from genmodels.errors import UserError
 from genmodels.figures import save_rows
 from genmodels.metrics.fid import fid
 from genmodels.metrics.image import reconstruction_quality
-from genmodels.nn.adversarial import discriminator_loss, generator_loss
+from genmodels.nn.adversarial import discriminator_loss, frozen, generator_loss
 from genmodels.training.recipe import (
     Batch,
     DataInfo,
@@ -337,25 +337,22 @@ class CycleGANRecipe(Recipe):
         real_b = self._domain_batch("b", self._train_b, step, salt=1)
 
         # generators: adversarial + cycle + identity, the discriminators held fixed
-        for d in (self.d_a, self.d_b):
-            d.requires_grad_(False)
-        fake_b, fake_a = self.g_ab(real_a), self.g_ba(real_b)
-        adv_ab = p.adversarial_weight * generator_loss(p.loss, self.d_b(fake_b))
-        adv_ba = p.adversarial_weight * generator_loss(p.loss, self.d_a(fake_a))
-        cycle_a = cycle_loss(self.g_ba(fake_b), real_a)  # a -> b -> a
-        cycle_b = cycle_loss(self.g_ab(fake_a), real_b)  # b -> a -> b
-        loss = adv_ab + adv_ba + p.cycle_weight * (cycle_a + cycle_b)
-        identity = {}
-        if p.identity_weight > 0:
-            idt_a = identity_loss(self.g_ba(real_a), real_a)
-            idt_b = identity_loss(self.g_ab(real_b), real_b)
-            loss = loss + p.identity_weight * p.cycle_weight * (idt_a + idt_b)
-            identity = {"identity_a": idt_a.detach(), "identity_b": idt_b.detach()}
-        self.opt_g.zero_grad(set_to_none=True)
-        loss.backward()
-        self.opt_g.step()
-        for d in (self.d_a, self.d_b):
-            d.requires_grad_(True)
+        with frozen(self.d_a, self.d_b):
+            fake_b, fake_a = self.g_ab(real_a), self.g_ba(real_b)
+            adv_ab = p.adversarial_weight * generator_loss(p.loss, self.d_b(fake_b))
+            adv_ba = p.adversarial_weight * generator_loss(p.loss, self.d_a(fake_a))
+            cycle_a = cycle_loss(self.g_ba(fake_b), real_a)  # a -> b -> a
+            cycle_b = cycle_loss(self.g_ab(fake_a), real_b)  # b -> a -> b
+            loss = adv_ab + adv_ba + p.cycle_weight * (cycle_a + cycle_b)
+            identity = {}
+            if p.identity_weight > 0:
+                idt_a = identity_loss(self.g_ba(real_a), real_a)
+                idt_b = identity_loss(self.g_ab(real_b), real_b)
+                loss = loss + p.identity_weight * p.cycle_weight * (idt_a + idt_b)
+                identity = {"identity_a": idt_a.detach(), "identity_b": idt_b.detach()}
+            self.opt_g.zero_grad(set_to_none=True)
+            loss.backward()
+            self.opt_g.step()
 
         # discriminators: real against a history of generated images
         pooled_a, pooled_b = self.pool_a.query(fake_a), self.pool_b.query(fake_b)

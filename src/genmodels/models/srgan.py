@@ -39,6 +39,7 @@ from genmodels.metrics.image import psnr, reconstruction_quality
 from genmodels.nn.adversarial import (
     discriminator_loss,
     discriminator_probability,
+    frozen,
     generator_loss,
     with_spectral_norm,
 )
@@ -301,15 +302,17 @@ class SRGANRecipe(Recipe):
         d_loss.backward()
         self.opt_d.step()
 
-        # (D's weights get gradients here too; its next step starts from zero_grad)
-        content = content_loss(self.content, fake, high)
-        adversarial = generator_loss(p.loss, self.discriminator(fake))
-        pixel = F.mse_loss(fake, high)
-        g_loss = (
-            p.content_weight * content + p.adversarial_weight * adversarial + p.pixel_weight * pixel
-        )
-        self.opt_g.zero_grad(set_to_none=True)
-        g_loss.backward()
+        with frozen(self.discriminator):
+            content = content_loss(self.content, fake, high)
+            adversarial = generator_loss(p.loss, self.discriminator(fake))
+            pixel = F.mse_loss(fake, high)
+            g_loss = (
+                p.content_weight * content
+                + p.adversarial_weight * adversarial
+                + p.pixel_weight * pixel
+            )
+            self.opt_g.zero_grad(set_to_none=True)
+            g_loss.backward()
         self.opt_g.step()
         return {
             "d_loss": d_loss.detach(),

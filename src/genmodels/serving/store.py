@@ -253,13 +253,15 @@ ENDPOINT_TASKS = {
 }
 
 
-def session_options(intra_op_threads: int, inter_op_threads: int) -> ort.SessionOptions:
+def session_options(intra_op_threads: int, inter_op_threads: int,
+                    spinning: bool = False) -> ort.SessionOptions:  # fmt: skip
     options = ort.SessionOptions()
     options.intra_op_num_threads = intra_op_threads
     options.inter_op_num_threads = inter_op_threads
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     # the service's own thread pool runs requests side by side: no spinning on 2 cores
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    # (onnxruntime's default, spinning, suits one caller spreading one graph over the cores)
+    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
     return options
 
 

@@ -21,6 +21,7 @@ from genmodels.nn.adversarial import (
     discriminator_loss,
     discriminator_probability,
     ema_copy,
+    frozen,
     generator_loss,
     grad_norm,
     gradient_penalty,
@@ -131,19 +132,20 @@ class AdversarialRecipe(Recipe):
         logged["d_fake"] = discriminator_probability(p.loss, d_fake.detach())
 
         if (step + 1) % p.n_critic == 0:  # the critic gets n_critic updates per generator update
-            z = self.latent(len(real))
-            fake = self.generate(self.generator, z, labels)
-            g_loss = generator_loss(p.loss, self.discriminate(fake, labels))
-            g_total = g_loss
-            if p.mode_seeking > 0:
-                # a second latent for the same labels: images should differ as the latents do
-                z2 = self.latent(len(real))
-                other = self.generate(self.generator, z2, labels)
-                ratio = mode_seeking_ratio(fake, other, z, z2)
-                g_total = g_total + p.mode_seeking / (ratio + 1e-5)
-                logged["mode_seeking_ratio"] = ratio.detach()
-            self.opt_g.zero_grad(set_to_none=True)
-            g_total.backward()
+            with frozen(self.discriminator):
+                z = self.latent(len(real))
+                fake = self.generate(self.generator, z, labels)
+                g_loss = generator_loss(p.loss, self.discriminate(fake, labels))
+                g_total = g_loss
+                if p.mode_seeking > 0:
+                    # a second latent for the same labels: images should differ as latents do
+                    z2 = self.latent(len(real))
+                    other = self.generate(self.generator, z2, labels)
+                    ratio = mode_seeking_ratio(fake, other, z, z2)
+                    g_total = g_total + p.mode_seeking / (ratio + 1e-5)
+                    logged["mode_seeking_ratio"] = ratio.detach()
+                self.opt_g.zero_grad(set_to_none=True)
+                g_total.backward()
             logged["g_grad_norm"] = grad_norm(self.generator.parameters())
             self.opt_g.step()
             if self.ema is not None:
