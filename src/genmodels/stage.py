@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import ctypes
 import logging
 import sys
 from collections.abc import Callable
@@ -13,6 +14,31 @@ from genmodels.errors import UserError
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 # libraries that narrate their internals at INFO
 QUIET_LOGGERS = ("onnxscript", "onnx_ir", "alembic", "mlflow.store.db.utils")
+# glibc's mallopt parameters (malloc.h)
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+MMAP_THRESHOLD_BYTES = 32 << 20  # glibc's own ceiling for its sliding threshold
+TRIM_THRESHOLD_BYTES = 1 << 30
+
+
+def keep_freed_memory() -> bool:
+    """Keeps freed blocks in the process's heap instead of handing them back to the kernel.
+
+    glibc returns blocks over 128 KiB (and the heap's free top) to the kernel on free, so every
+    training step page-faults its activations in again: ~3,000 faults and 5 ms of system time
+    per GAN step on 2 cores. Kept, steps run 10-25 % faster with the same numbers; the cost is
+    that the process stays at its peak memory. Linux with glibc only; elsewhere a no-op.
+    Returns whether the allocator took both settings.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):  # no C library symbols to reach (static or non-glibc)
+        return False
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    took_mmap = mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)
+    took_trim = mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES)
+    return bool(took_mmap and took_trim)
 
 
 def run_stage(
@@ -21,6 +47,7 @@ def run_stage(
     add_args: Callable[[argparse.ArgumentParser], None] | None = None,
 ) -> None:
     """Parses --params (and the stage's own arguments), runs main; a UserError exits with 2."""
+    keep_freed_memory()
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--params", default="params.yaml", help="the params file (params.yaml)")
     if add_args is not None:
