@@ -88,7 +88,10 @@ def trainer_segment(recipe, instance: str, data, params, batch: int, steps: int,
             final = trainer.fit()
         finally:
             del recipe.training_step
-    final["around_steps"] = 1 - (inside + final["data_seconds"]) / final["train_seconds"]
+    # the loop's time from images/s, which the Trainer computes before rounding (train_seconds
+    # is rounded to 10 ms, a few percent of a short run)
+    loop_seconds = final["steps"] * final["batch_size"] / final["images_per_second"]
+    final["around_steps"] = 1 - inside / loop_seconds - final["data_fraction"]
     return final
 
 
