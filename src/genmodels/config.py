@@ -312,7 +312,7 @@ ModelParams = Annotated[
 
 
 class EvaluateParams(Strict):
-    batch_size: Annotated[int, Field(gt=0)] = 1000
+    batch_size: Annotated[int, Field(gt=0)] = 250  # per pass; 1000 is up to 1.8x slower on a CPU
     n_grid: Annotated[int, Field(gt=0, le=256)] = 16
     ssim_window: Annotated[int, Field(ge=3, le=27)] = 11
     ssim_sigma: Annotated[float, Field(gt=0)] = 1.5

@@ -56,6 +56,24 @@ def test_every_loss_and_technique_plays_the_game(digits_prepared, overrides):
         assert logs[0]["r1"] > 0
 
 
+@pytest.mark.parametrize("n_critic", [1, 3])
+def test_one_batch_of_fakes_serves_both_players(digits_prepared, n_critic):
+    recipe = gan(digits_prepared, n_critic=n_critic)
+    calls = []  # (step, autograd on) per generator call
+    generate = recipe.generate
+
+    def counted(generator, z, labels):
+        calls.append((step, torch.is_grad_enabled()))
+        return generate(generator, z, labels)
+
+    recipe.generate = counted
+    for step in range(6):
+        recipe.training_step(batch(digits_prepared), step)
+    assert [s for s, _ in calls] == list(range(6))  # one generator pass per step
+    # a graph through G only in steps where G learns
+    assert [on for _, on in calls] == [(s + 1) % n_critic == 0 for s in range(6)]
+
+
 def test_generator_pixels_are_in_the_unit_range(digits_prepared):
     recipe = gan(digits_prepared)
     images = recipe.sample(torch.randn(10, 8) * 10)

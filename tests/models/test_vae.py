@@ -110,6 +110,18 @@ def test_iwae_with_one_sample_equals_the_elbo_in_expectation(digits_prepared):
     assert torch.allclose(-k1, elbo, rtol=0.01)
 
 
+def test_iwae_decoded_in_batches_gives_the_same_bound(digits_prepared):
+    recipe = vae(digits_prepared, arch="conv", channels=[8, 16], likelihood="bernoulli")
+    recipe.train(False)
+    x = torch.bernoulli(digits_prepared.test_images[:6].float() / 255)
+    bounds = []
+    for decode_batch in (10_000, 7):  # all samples at once; batches that split images' samples
+        torch.manual_seed(3)
+        bounds.append(recipe.iwae_nll(x, 50, 200, decode_batch))
+    assert bounds[0].shape == (6,) and torch.isfinite(bounds[0]).all()
+    assert torch.allclose(bounds[0], bounds[1], rtol=1e-5, atol=1e-4)
+
+
 def test_decoder_and_encoder_export_with_parity(digits_prepared, tmp_path):
     recipe = vae(digits_prepared, arch="conv", channels=[8, 16], latent_dim=3)
     real = digits_prepared.test_images[:8].float() / 255

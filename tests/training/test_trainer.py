@@ -18,7 +18,7 @@ from torch import nn
 from genmodels.config import AutoencoderParams, TrainParams
 from genmodels.models import build_recipe, data_info
 from genmodels.training import Budget, DataInfo, Recipe, Trainer, TrainOutputs
-from genmodels.training.runtime import seed_everything
+from genmodels.training.runtime import adam, seed_everything
 from helpers import REPO, run_script, stage_env, workspace
 
 
@@ -279,3 +279,28 @@ def test_the_gpu_path_switches_train_the_same_recipe(digits_prepared, tmp_path, 
 def test_the_gpu_path_is_off_on_the_cpu_by_default(digits_prepared, tmp_path):
     final, _ = train_ae(digits_prepared, tmp_path, steps=3)
     assert not final["bf16"] and not final["channels_last"] and not final["compile"]
+
+
+def test_adam_runs_the_fused_kernel_with_the_plain_update_rule():
+    torch.manual_seed(0)
+    weights = [torch.randn(64, 32), torch.randn(32)]
+    grads = [torch.randn_like(w) for w in weights]
+    results = []
+    for build in (
+        lambda ps: adam(ps, lr=0.01, betas=(0.5, 0.999), weight_decay=0.1),
+        lambda ps: torch.optim.Adam(ps, lr=0.01, betas=(0.5, 0.999), weight_decay=0.1),
+    ):
+        params = [w.clone().requires_grad_(True) for w in weights]
+        optimizer = build(params)
+        for _ in range(20):
+            for p, g in zip(params, grads, strict=True):
+                p.grad = g.clone()
+            optimizer.step()
+        results.append(params)
+        if len(results) == 1:
+            assert optimizer.defaults["fused"] is True
+    for start, fused, plain in zip(weights, *results, strict=True):
+        assert (fused - start).abs().max() > 0.05  # 20 steps of lr 0.01 moved it
+        assert torch.allclose(fused, plain, atol=1e-6)
+    decoupled = adam([torch.zeros(3, requires_grad=True)], lr=0.1, decoupled_weight_decay=True)
+    assert isinstance(decoupled, torch.optim.AdamW) and decoupled.defaults["fused"] is True

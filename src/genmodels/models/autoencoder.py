@@ -15,6 +15,7 @@ from genmodels.figures import class_names, latent_scatter, save_rows
 from genmodels.metrics.image import psnr, reconstruction_quality
 from genmodels.nn.blocks import conv_decoder, conv_encoder, mlp_decoder, mlp_encoder
 from genmodels.training.recipe import Batch, DataInfo, EvalContext, EvalResult, Exportable, Recipe
+from genmodels.training.runtime import adam
 
 
 def build_encoder_decoder(
@@ -115,7 +116,7 @@ class AutoencoderRecipe(Recipe):
 
     def _adam(self, encoder: nn.Module, decoder: nn.Module) -> torch.optim.Optimizer:
         weights = [*encoder.parameters(), *decoder.parameters()]
-        return torch.optim.Adam(weights, lr=self.params.lr, weight_decay=self.params.weight_decay)
+        return adam(weights, lr=self.params.lr, weight_decay=self.params.weight_decay)
 
     def modules(self) -> dict[str, nn.Module]:
         found = {"encoder": self.encoder, "decoder": self.decoder}

@@ -45,6 +45,7 @@ from genmodels.training.recipe import (
     Recipe,
     unwrap,
 )
+from genmodels.training.runtime import adam
 
 NORMS = {"instance": nn.InstanceNorm2d, "batch": nn.BatchNorm2d}
 
@@ -236,10 +237,10 @@ class CycleGANRecipe(Recipe):
             init_weights(module)
             module.to(device)
         betas = tuple(p.betas)
-        self.opt_g = torch.optim.Adam(
+        self.opt_g = adam(
             chain(self.g_ab.parameters(), self.g_ba.parameters()), lr=p.lr, betas=betas
         )
-        self.opt_d = torch.optim.Adam(
+        self.opt_d = adam(
             chain(self.d_a.parameters(), self.d_b.parameters()), lr=p.lr_d or p.lr, betas=betas
         )
         # the run's seed (train.seed: seed_everything runs before the recipe is built) fixes the

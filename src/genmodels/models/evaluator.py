@@ -10,6 +10,7 @@ from torch import Tensor, nn
 
 from genmodels.config import EvaluatorParams
 from genmodels.training.recipe import Batch, DataInfo, EvalContext, EvalResult, Exportable, Recipe
+from genmodels.training.runtime import adam
 
 
 class Classifier(nn.Module):
@@ -67,8 +68,11 @@ class EvaluatorRecipe(Recipe):
         self.classifier = Classifier(
             data.image_shape, params.channels, params.features, data.num_classes, params.dropout
         ).to(device)
-        self.optimizer = torch.optim.AdamW(
-            self.classifier.parameters(), lr=params.lr, weight_decay=params.weight_decay
+        self.optimizer = adam(
+            self.classifier.parameters(),
+            lr=params.lr,
+            weight_decay=params.weight_decay,
+            decoupled_weight_decay=True,
         )
         self.scheduler = torch.optim.lr_scheduler.ExponentialLR(self.optimizer, params.lr_decay)
 

@@ -52,6 +52,7 @@ from genmodels.training.recipe import (
     Recipe,
     unwrap,
 )
+from genmodels.training.runtime import adam
 
 HEAD_KERNEL = 9  # the paper's 9x9 first and last convolutions (cheap at 7x7)
 TAIL_KERNEL = 5  # the last one runs at full resolution: 5x5 keeps it CPU-sized
@@ -225,7 +226,7 @@ class SRGANRecipe(Recipe):
         self.generator = SRResNet(params.scale, params.channels, params.blocks, c).to(device)
         betas = tuple(params.betas)
         decay = params.weight_decay
-        self.opt_pre = torch.optim.Adam(
+        self.opt_pre = adam(
             self.generator.parameters(), lr=params.lr, betas=betas, weight_decay=decay
         )
         self.adversarial = params.variant == "srgan"
@@ -239,10 +240,10 @@ class SRGANRecipe(Recipe):
             if params.spectral_norm:
                 with_spectral_norm(self.discriminator)
             self.discriminator.to(device)
-            self.opt_g = torch.optim.Adam(
+            self.opt_g = adam(
                 self.generator.parameters(), lr=params.lr_gan, betas=betas, weight_decay=decay
             )
-            self.opt_d = torch.optim.Adam(
+            self.opt_d = adam(
                 self.discriminator.parameters(), lr=params.lr_d or params.lr_gan, betas=betas
             )
             if params.content_features != "evaluator":
