@@ -11,7 +11,7 @@ import os
 import subprocess
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from importlib.metadata import PackageNotFoundError, version
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -200,13 +200,8 @@ SERVING_PACKAGES = ("mlflow", "numpy", "onnx", "onnxruntime")
 
 
 def serving_requirements() -> list[str]:
-    pinned = []
-    for package in SERVING_PACKAGES:
-        try:
-            pinned.append(f"{package}=={version(package)}")
-        except PackageNotFoundError:
-            pinned.append(package)
-    return pinned
+    # all four are imported by the time a graph is logged: each has an installed version
+    return [f"{package}=={version(package)}" for package in SERVING_PACKAGES]
 
 
 def log_onnx_version(
