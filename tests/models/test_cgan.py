@@ -114,6 +114,41 @@ def test_training_steps_play_with_labels(digits_prepared, overrides):
         assert all(log["mode_seeking_ratio"] > 0 for log in logs)
 
 
+@pytest.mark.parametrize("n", [32, 31])
+def test_mode_seeking_pairs_latents_within_one_generator_pass(digits_prepared, n):
+    torch.manual_seed(0)
+    recipe = cgan(digits_prepared, mode_seeking=1.0)
+    seen = []  # (z, labels) of every generator call
+    generate = recipe.generate
+
+    def recorded(generator, z, labels):
+        seen.append((z, labels))
+        return generate(generator, z, labels)
+
+    judged = []  # the labels of every discriminator call
+    discriminate = recipe.discriminate
+
+    def judged_under(images, labels):
+        judged.append(labels)
+        return discriminate(images, labels)
+
+    recipe.generate, recipe.discriminate = recorded, judged_under
+    x = digits_prepared.train_images[:n].float() / 255
+    real_labels = digits_prepared.train_labels[:n]
+    log = recipe.training_step(Batch(x, real_labels), 0)
+    assert len(seen) == 1  # the pairs come from the one fake batch, not a second pass
+    z, labels = seen[0]
+    pairs = n // 2
+    assert torch.equal(labels[:pairs], real_labels[:pairs])
+    assert torch.equal(labels[pairs : 2 * pairs], real_labels[:pairs])  # same label, other z
+    assert torch.equal(labels[2 * pairs :], real_labels[2 * pairs : n])  # odd one out: its own
+    assert not torch.equal(z[:pairs], z[pairs : 2 * pairs])
+    # D judges the reals under their labels and the fakes (for D, then for G) under theirs
+    assert [torch.equal(j, real_labels) for j in judged] == [True, False, False]
+    assert all(torch.equal(j, labels) for j in judged[1:])
+    assert log["mode_seeking_ratio"] > 0
+
+
 def test_packing_is_refused_for_a_cgan():
     with pytest.raises(ValueError, match="one label each"):
         CGANParams(**(TINY | {"packing": 2}))
