@@ -6,7 +6,7 @@ RUN := $(UV) run --frozen
 DATASET_DIR := /usr/share/datasets/fashion-mnist
 
 .PHONY: help setup dataset repro evaluate test lint format mlflow-ui clean-checkpoints
-.PHONY: browser serve register bench bench-serve train-ddp ablation
+.PHONY: browser serve register bench bench-serve bench-docs train-ddp ablation
 
 MODEL ?= gan
 NPROC ?= 2
@@ -35,14 +35,18 @@ dataset:
 	fi
 
 repro: setup  ## run the whole pipeline (dvc repro); its wall time -> reports/bench/repro.json
-	$(RUN) python pipeline/timed_repro.py
+	$(RUN) python tools/timed_repro.py
 
 bench: setup  ## training throughput (Trainer vs a bare loop), data wait, evaluate cost -> reports/bench/train.json
-	$(RUN) python pipeline/bench.py
+	$(RUN) python tools/bench.py
 
-# GAN losses at an equal budget, as `dvc exp run --temp` experiments; e.g. ABLATION_ARGS="--epochs 4"
+# The figures section of docs/benchmarks.md; every bench tool also renders it when it finishes.
+bench-docs: $(if $(findstring .tools/bin/uv,$(UV)),.tools/bin/uv)  ## render docs/benchmarks.md from reports/bench/*.json
+	$(RUN) python tools/bench_docs.py
+
+# GAN losses at an equal budget, as `dvc exp run` experiments; e.g. ABLATION_ARGS="--epochs 4"
 ablation: setup  ## the GAN loss ablation -> reports/ablation/gan.{json,md}
-	$(RUN) python pipeline/ablation.py $(ABLATION_ARGS)
+	$(RUN) python tools/ablation.py $(ABLATION_ARGS)
 
 evaluate: setup  ## evaluate every instance and print the metrics table
 	$(RUN) dvc repro report
@@ -77,7 +81,7 @@ register: setup  ## register the exported graphs in MLflow; champion behind the 
 	$(RUN) dvc repro register
 
 bench-serve: setup  ## onnxruntime vs PyTorch eager, and HTTP under 32 clients -> reports/bench/serve.json
-	$(RUN) python pipeline/bench_serve.py
+	$(RUN) python tools/bench_serve.py
 
 lint: setup  ## ruff check and format check
 	$(RUN) ruff check .

@@ -10,13 +10,17 @@ import torch
 
 from genmodels.config import load_params
 from genmodels.data.prepared import load_prepared
-from genmodels.features import load_space
+from genmodels.families import family
 from genmodels.io import write_json
 from genmodels.models import data_info, load_trained
+from genmodels.models.evaluator import load_space
+from genmodels.sections import headline
 from genmodels.stage import run_stage
 from genmodels.tracking import stage_run
 from genmodels.training import EvalContext
 from genmodels.training.runtime import seed_everything, select_device, set_threads
+
+SUMMARY = Path("metrics/summary")
 
 
 def read_history(path: Path) -> list[dict[str, float]]:
@@ -73,6 +77,9 @@ def main(args) -> None:
             **result.metrics,
         }
         write_json(Path("metrics/eval") / f"{args.instance}.json", metrics)
+        # the few numbers `dvc metrics show` and `dvc metrics diff` list for the instance
+        headline_paths = family(model.family).headline
+        write_json(SUMMARY / f"{args.instance}.json", headline(metrics, headline_paths))
         index = {caption: path.name for caption, path in result.figures.items()}
         write_json(figures_dir / "figures.json", index)
         run.log_metrics(result.metrics)

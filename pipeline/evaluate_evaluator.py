@@ -7,20 +7,20 @@ import torch
 
 from genmodels.config import EVALUATOR, load_params
 from genmodels.data.prepared import load_prepared
-from genmodels.features import (
-    EvaluatorSpace,
-    SuiteSettings,
-    compute_reference,
-    feature_extractor,
-)
+from genmodels.families import family
 from genmodels.io import write_json
+from genmodels.metrics.space import EvaluatorSpace, SuiteSettings, compute_reference
 from genmodels.models import data_info, load_trained
+from genmodels.nn.features import feature_extractor
+from genmodels.sections import headline
 from genmodels.stage import run_stage
 from genmodels.tracking import stage_run
 from genmodels.training import EvalContext
 from genmodels.training.runtime import seed_everything, select_device, set_threads
 
 METRICS = Path("metrics/eval")
+SUMMARY = Path("metrics/summary")
+REFERENCE_HEADLINE = ("fid", "kid", "precision", "recall", "density", "coverage", "class_coverage")
 
 
 def main(args) -> None:
@@ -67,6 +67,10 @@ def main(args) -> None:
             data.test_images[chosen].float() / 255.0, features=reference.test_features[chosen]
         )
         write_json(METRICS / "reference.json", {"instance": "reference", "family": "real", **row})
+        # the evaluator's headline numbers, and the reference row's: the floor of the generators'
+        summary = headline(accuracy, family(EVALUATOR).headline)
+        summary |= {f"reference.{k}": v for k, v in headline(row, REFERENCE_HEADLINE).items()}
+        write_json(SUMMARY / f"{EVALUATOR}.json", summary)
         run.log_metrics({f"reference.{k}": v for k, v in row.items()})
 
 

@@ -37,7 +37,7 @@ def main(args) -> None:
             family,
             params.export.dir,
             Path("metrics/eval") / f"{instance}.json",
-            settings.gates.get(family),
+            settings.gate_for(family),
             settings.alias,
             experiment,
         )

@@ -12,8 +12,8 @@ import torch
 
 from genmodels.config import EVALUATOR, load_params, section_dict
 from genmodels.data.prepared import load_prepared
-from genmodels.features import load_space
 from genmodels.models import build_recipe, data_info
+from genmodels.models.evaluator import load_space
 from genmodels.stage import dvc_stage_name, run_stage
 from genmodels.tracking import stage_run
 from genmodels.training import Budget, Trainer, TrainOutputs, distributed

@@ -8,7 +8,8 @@ import pytest
 
 from genmodels.config import DataParams
 from genmodels.data.prepared import PreparedData, load_prepared, prepare
-from genmodels.features import EvaluatorSpace, SuiteSettings, compute_reference
+from genmodels.metrics.space import EvaluatorSpace, SuiteSettings, compute_reference
+from tiny_graphs import families, tiny_exported  # noqa: F401 - fixtures for every folder
 
 
 @pytest.fixture(scope="session")

@@ -1,10 +1,14 @@
-"""Servers the tests start on 127.0.0.1: a free port, waiting for it to answer, stopping it."""
+"""Servers the tests start on 127.0.0.1: a free port, waiting for it to answer, stopping it, and
+the addresses a server process really listens on."""
 
 from __future__ import annotations
 
+import os
 import socket
+import struct
 import subprocess
 import time
+from pathlib import Path
 
 import httpx
 
@@ -39,3 +43,49 @@ def stop(proc: subprocess.Popen) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=15)
+
+
+def child_processes(*words: str) -> list[int]:
+    """The pids of this process's children whose command line holds all of `words` (Linux)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            argv = (entry / "cmdline").read_bytes().decode(errors="replace").split("\0")
+        except OSError:  # ended meanwhile
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])  # after "pid (comm) state"
+        if ppid == os.getpid() and all(word in argv for word in words):
+            found.append(int(entry.name))
+    return found
+
+
+def listening(pid: int) -> set[tuple[str, int]]:
+    """(host, port) of every TCP socket process `pid` listens on, as the kernel reports them:
+    the sockets among its open files, looked up in its network namespace's TCP tables (Linux)."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:  # closed meanwhile
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[len("socket:[") : -1])
+    found = set()
+    for table, family in (("tcp", socket.AF_INET), ("tcp6", socket.AF_INET6)):
+        path = Path(f"/proc/{pid}/net/{table}")
+        if not path.exists():  # no IPv6 in this kernel
+            continue
+        for line in path.read_text().splitlines()[1:]:
+            fields = line.split()
+            local, state, inode = fields[1], fields[3], fields[9]
+            if state != "0A" or inode not in inodes:  # 0A: TCP_LISTEN
+                continue
+            host_hex, port_hex = local.split(":")
+            # the address is printed as 32-bit words in the machine's byte order
+            words = [int(host_hex[i : i + 8], 16) for i in range(0, len(host_hex), 8)]
+            address = struct.pack(f"={len(words)}I", *words)
+            found.add((socket.inet_ntop(family, address), int(port_hex, 16)))
+    return found

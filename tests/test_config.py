@@ -71,7 +71,7 @@ def with_change(section: str, key: str, value, instance: str | None = None) -> d
         (with_change("train", "monitor_every", 75), "must be a multiple of log_every"),
         (
             {"modles": {}},
-            "modles: unknown key; allowed keys here: data, evaluate, evaluator, export, models, register, serve, train",
+            "modles: unknown key; allowed keys here: bench, data, evaluate, evaluator, export, models, register, serve, train",
         ),
     ],
 )

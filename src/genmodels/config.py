@@ -6,9 +6,21 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    WrapValidator,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 
 from genmodels.errors import UserError
+from genmodels.families import FAMILIES
+
+EVALUATOR = "evaluator"  # the instance name of the evaluator section, and its family
 
 InstanceName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$")]
 
@@ -72,8 +84,10 @@ class TrainParams(Strict):
 
 
 class ModelBase(Strict):
-    """Fields every model instance has: its family and its training budget."""
+    """Fields every model instance has: its family (a key of genmodels.families.FAMILIES, whose
+    row names the params class that validates the rest) and its training budget."""
 
+    family: str
     epochs: Annotated[int, Field(gt=0)] | None = None
     steps: Annotated[int, Field(gt=0)] | None = None
     batch_size: Annotated[int, Field(gt=0, le=65536)] = 128
@@ -107,7 +121,6 @@ class NoiseParams(Strict):
 
 
 class AutoencoderParams(ModelBase):
-    family: Literal["autoencoder"]
     arch: Literal["mlp", "conv"] = "conv"
     latent_dim: Annotated[int, Field(gt=0, le=784)] = 32
     hidden_dims: Hidden = [512, 256]
@@ -133,7 +146,6 @@ class AutoencoderParams(ModelBase):
 
 
 class VAEParams(ModelBase):
-    family: Literal["vae"]
     arch: Literal["mlp", "conv"] = "conv"
     latent_dim: Annotated[int, Field(gt=0, le=784)] = 16
     hidden_dims: Hidden = [512]
@@ -153,7 +165,7 @@ class VAEParams(ModelBase):
 class EvaluatorParams(ModelBase):
     """The CNN classifier whose features are the space sample metrics are computed in."""
 
-    family: Literal["evaluator"] = "evaluator"
+    family: str = EVALUATOR
     channels: Channels = [32, 64]
     features: Annotated[int, Field(gt=0)] = 128
     dropout: Annotated[float, Field(ge=0, lt=1)] = 0.3
@@ -206,14 +218,13 @@ class AdversarialParams(ModelBase):
 
 
 class GANParams(AdversarialParams):
-    family: Literal["gan"]
+    """The GAN (lecture 3.1): the game's settings as they are."""
 
 
 class CGANParams(AdversarialParams):
     """The conditional GAN: G(z, label) through a label embedding; D conditioned by projection
     (Miyato and Koyama 2018) or by label maps concatenated to the image."""
 
-    family: Literal["cgan"]
     embed_dim: Annotated[int, Field(gt=0, le=512)] = 16  # the generator's label embedding
     conditioning: Literal["projection", "concat"] = "projection"
 
@@ -229,7 +240,6 @@ class CycleGANParams(ModelBase):
     the least-squares game, cycle and identity L1 losses, an image history for the
     discriminators, a constant then linearly decaying learning rate. Domains: data.domains."""
 
-    family: Literal["cyclegan"]
     lr: Annotated[float, Field(gt=0, le=1)] = 2e-4  # both generators (one Adam)
     lr_d: Annotated[float, Field(gt=0, le=1)] | None = None  # both discriminators; null: lr
     betas: Annotated[list[Annotated[float, Field(ge=0, lt=1)]], Field(min_length=2, max_length=2)] = [0.5, 0.999]  # fmt: skip
@@ -248,6 +258,10 @@ class CycleGANParams(ModelBase):
     pool_size: Annotated[int, Field(ge=0, le=10000)] = 50  # history buffer (0: none)
     # fraction of the budget at the constant rate; then linear decay toward 0
     decay_start: Annotated[float, Field(ge=0, le=1)] = 0.5
+    # evaluation's target_met on the test set's true pairs: the identity baseline's L1 at least
+    # this many times the translation's in both directions, and B -> A label preservation
+    target_l1_ratio: Annotated[float, Field(gt=0)] = 2.0
+    target_label_preservation: Annotated[float, Field(ge=0, le=1)] = 0.8
 
 
 class SRGANParams(ModelBase):
@@ -261,7 +275,6 @@ class SRGANParams(ModelBase):
     `lr_d` the discriminator's in the adversarial phase.
     """
 
-    family: Literal["srgan"]
     variant: Literal["srresnet", "srgan"] = "srgan"
     scale: Literal[2, 4] = 4  # 28x28 from 7x7 (4) or 14x14 (2)
     channels: Annotated[int, Field(gt=0, le=256)] = 32  # generator width
@@ -294,21 +307,6 @@ class SRGANParams(ModelBase):
                     f"steps ({self.steps})"
                 )
         return self
-
-
-# Each family's params class, by the `family` tag of a models.<instance> entry.
-FAMILY_PARAMS: dict[str, type[ModelBase]] = {
-    "autoencoder": AutoencoderParams,
-    "vae": VAEParams,
-    "gan": GANParams,
-    "cgan": CGANParams,
-    "cyclegan": CycleGANParams,
-    "srgan": SRGANParams,
-}
-ModelParams = Annotated[
-    AutoencoderParams | VAEParams | GANParams | CGANParams | CycleGANParams | SRGANParams,
-    Field(discriminator="family"),
-]
 
 
 class EvaluateParams(Strict):
@@ -364,9 +362,24 @@ class RegisterParams(Strict):
     """The MLflow registry: which versions earn the alias, per model family."""
 
     alias: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_\-]*$")] = "champion"
-    # family -> metric -> bound; a family without a gate never gets the alias
+    # family -> metric -> bound: replaces the family's default gate (genmodels.families)
     gates: dict[InstanceName, dict[MetricPath, Bound]] = {}
     record: str = "reports/registry.json"
+
+    @field_validator("gates")
+    @classmethod
+    def _known_families(cls, gates: dict) -> dict:
+        unknown = sorted(set(gates) - set(FAMILIES))
+        if unknown:
+            raise ValueError(f"unknown families {unknown}; known: {', '.join(FAMILIES)}")
+        return gates
+
+    def gate_for(self, family: str) -> dict[str, Bound]:
+        """The family's gate: params' own, else the family's default; {} for neither."""
+        if family in self.gates:
+            return self.gates[family]
+        row = FAMILIES.get(family)
+        return {k: Bound(**v) for k, v in row.gate.items()} if row is not None else {}
 
 
 class ServeParams(Strict):
@@ -385,19 +398,47 @@ class ServeParams(Strict):
     max_upscale_side: Annotated[int, Field(gt=0, le=1024)] = 128  # /upscale input, after decode
 
 
-EVALUATOR = "evaluator"  # the instance name of the evaluator section
+class BenchParams(Strict):
+    """The targets the benchmark tools (tools/, `make bench-serve`) check their figures against;
+    not read by any stage."""
+
+    # onnxruntime's speed-up over PyTorch eager at batch 1 (each at its best thread setting)
+    min_speedup_batch_1: Annotated[float, Field(gt=0)] = 2.0
+    # HTTP p99 of one sample from /generate under the bench's concurrent clients
+    max_http_p99_ms: Annotated[float, Field(gt=0)] = 20.0
+
+
+def _family_params(entry: Any, handler: Any) -> ModelBase:
+    """A models.<instance> entry, validated by the params class of its family's row (the
+    evaluator is the top-level section, not a family of models:)."""
+    if isinstance(entry, ModelBase) or not isinstance(entry, dict):
+        return handler(entry)
+    known = [name for name in FAMILIES if name != EVALUATOR]
+    allowed = {"allowed": ", ".join(known)}
+    if "family" not in entry:
+        raise PydanticCustomError("family_missing", "missing; allowed: {allowed}", allowed)
+    name = entry["family"]
+    if name not in known:
+        raise PydanticCustomError(
+            "family_unknown", "unknown family {family}; allowed: {allowed}",
+            {"family": repr(name), **allowed},
+        )  # fmt: skip
+    return FAMILIES[name].params_class().model_validate(entry)
 
 
 class Params(Strict):
     data: DataParams = DataParams()
     train: TrainParams = TrainParams()
-    models: dict[InstanceName, ModelParams] = Field(min_length=1)
+    models: dict[InstanceName, Annotated[ModelBase, WrapValidator(_family_params)]] = Field(
+        min_length=1
+    )
     evaluator: EvaluatorParams = EvaluatorParams(epochs=6)
     evaluate: EvaluateParams = EvaluateParams()
     export: ExportParams = ExportParams()
     # `register` would shadow BaseModel.register (ABCMeta): the YAML key is its alias
     registry: RegisterParams = Field(RegisterParams(), alias="register")
     serve: ServeParams = ServeParams()
+    bench: BenchParams = BenchParams()
 
     @model_validator(mode="after")
     def _evaluator_name_is_taken(self):
@@ -405,7 +446,7 @@ class Params(Strict):
             raise ValueError(f"models.{EVALUATOR}: the name belongs to the evaluator section")
         return self
 
-    def model(self, instance: str) -> ModelParams | EvaluatorParams:
+    def model(self, instance: str) -> ModelBase:
         """The params of an instance; `evaluator` is the top-level evaluator section."""
         if instance == EVALUATOR:
             return self.evaluator
@@ -424,7 +465,8 @@ def _schema_at(loc: tuple, raw: Any) -> type[BaseModel] | None:
     for depth, part in enumerate(loc):
         node = node.get(part) if isinstance(node, dict) else None
         if depth == 1 and loc[0] == "models":  # an instance: its family picks the schema
-            model = FAMILY_PARAMS.get(node.get("family")) if isinstance(node, dict) else None
+            row = FAMILIES.get(node.get("family")) if isinstance(node, dict) else None
+            model = row.params_class() if row is not None else None
             continue
         fields = model.model_fields if model is not None else {}
         field = fields.get(part) or next((f for f in fields.values() if f.alias == part), None)
@@ -435,26 +477,15 @@ def _schema_at(loc: tuple, raw: Any) -> type[BaseModel] | None:
 
 
 def _describe(error: dict, raw: Any) -> str:
-    # pydantic puts the union tag into the location; the user never wrote it
-    # (only there: a family name may also be a key elsewhere, as in register.gates)
-    loc = tuple(
-        p
-        for i, p in enumerate(error["loc"])
-        if not (i == 2 and error["loc"][0] == "models" and p in FAMILY_PARAMS)
-    )
+    loc = tuple(error["loc"])
     path = ".".join(str(p) for p in loc)
-    families = ", ".join(FAMILY_PARAMS)
     if error["type"] == "extra_forbidden":
         schema = _schema_at(loc[:-1], raw)
         keys = [f.alias or n for n, f in schema.model_fields.items()] if schema else []
         allowed = ", ".join(sorted(keys)) if schema else "see params.yaml"
         return f"{path}: unknown key; allowed keys here: {allowed}"
-    if error["type"] == "union_tag_invalid":
-        return (
-            f"{path}.family: unknown family {error['input'].get('family')!r}; allowed: {families}"
-        )
-    if error["type"] == "union_tag_not_found":
-        return f"{path}.family: missing; allowed: {families}"
+    if error["type"] in ("family_missing", "family_unknown"):
+        return f"{path}.family: {error['msg']}"
     given = error.get("input")
     shown = "" if isinstance(given, dict) or given is None else f" (got {given!r})"
     return f"{path or '<top>'}: {error['msg']}{shown}"

@@ -19,10 +19,10 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from genmodels.io import atomic_path
+from genmodels.nn.blocks import DecomposedPReLU
 from genmodels.training.recipe import Exportable
 
 log = logging.getLogger(__name__)
@@ -48,22 +48,6 @@ def _dynamic_shapes(exportable: Exportable) -> tuple[dict[int, torch.export.Dim]
             shapes.append(None)
     # Positional, so the module's argument names need not match the graph's input names.
     return tuple(shapes)
-
-
-class DecomposedPReLU(nn.Module):
-    """PReLU as relu(x) - a * relu(-x), the same numbers in every case (a * 0 and a negation
-    are exact): onnxruntime's CPU PRelu kernel with per-channel slopes is ~10x slower than these
-    four element-wise ops (1.86 against 0.19 ms on [64, 32, 14, 14])."""
-
-    def __init__(self, prelu: nn.PReLU):
-        super().__init__()
-        self.weight = prelu.weight
-
-    def forward(self, x: Tensor) -> Tensor:
-        slope = (
-            self.weight if self.weight.numel() == 1 else self.weight.view(-1, *[1] * (x.dim() - 2))
-        )
-        return F.relu(x) - slope * F.relu(-x)
 
 
 def onnx_friendly(module: nn.Module) -> nn.Module:

@@ -101,3 +101,24 @@ def game_curves(history: Sequence[dict[str, float]], path: Path, title: str) -> 
         fig.savefig(tmp, format="png")
     plt.close(fig)
     return path
+
+
+def game_figures(ctx: Any, samples: Tensor, progress: Sequence[Tensor], averaged: bool,
+                 loss: str) -> dict[str, Path]:  # fmt: skip
+    """A GAN's figures: samples, the fixed-noise progression one row per epoch, and the game's
+    curves from the logged rows (ctx: the EvalContext)."""
+    n, out = ctx.n_grid, ctx.figures_dir
+    figures = {
+        f"Samples of the {'EMA ' if averaged else ''}generator": save_rows(
+            list(samples[: 8 * n].split(n)), out / "samples.png"
+        )
+    }
+    if progress:
+        figures["Fixed-noise samples, one row per epoch (top: first epoch)"] = save_rows(
+            progress, out / "progression.png"
+        )
+    if ctx.train_history:
+        figures["The game: losses, D outputs, gradient norms, evaluator-space monitor"] = (
+            game_curves(ctx.train_history, out / "game.png", f"{loss} GAN")
+        )
+    return figures

@@ -53,7 +53,11 @@ def check_gate(
         return GateResult(False, [f"{metrics_file}: missing; run the evaluate stage first"])
     if not gate:
         return GateResult(
-            False, [f"no quality gate for family {family!r} in params register.gates"]
+            False,
+            [
+                f"no quality gate for family {family!r}: give one in genmodels/families.py or "
+                "params register.gates"
+            ],  # fmt: skip
         )
     result = GateResult(True)
     for path, bound in gate.items():

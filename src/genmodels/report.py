@@ -1,4 +1,5 @@
-"""reports/evaluation.md: every evaluated instance's metrics in tables, and its figures."""
+"""reports/evaluation.md: every evaluated instance's metrics in tables, and its figures;
+reports/summary.md: the headline numbers of each instance and its first figure."""
 
 from __future__ import annotations
 
@@ -7,182 +8,11 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from genmodels.config import EVALUATOR
 from genmodels.errors import UserError
+from genmodels.families import FAMILIES
+from genmodels.sections import generic_sections, headline, markdown_table
 from genmodels.tracking import flatten
-
-
-def _fmt(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value)
-
-
-def markdown_table(header: list[str], rows: Iterable[list[Any]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(_fmt(v) for v in row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
-def autoencoder_sections(evals: dict[str, dict]) -> list[tuple[str, str]]:
-    pca_header = [
-        "instance",
-        "latent",
-        "AE MSE",
-        "PCA MSE",
-        "AE PSNR",
-        "PCA PSNR",
-        "AE SSIM",
-        "PCA SSIM",
-    ]
-    pca_rows = [
-        [name, m["latent_dim"], m["mse"], m["pca"]["mse"], m["psnr"], m["pca"]["psnr"],
-         m["ssim"], m["pca"]["ssim"]]
-        for name, m in evals.items()
-    ]  # fmt: skip
-    sparse_header = [
-        "instance",
-        "latent",
-        "MSE",
-        "silent code fraction",
-        "threshold",
-        "mean |code|",
-    ]
-    sparse_rows = [
-        [
-            name,
-            m["latent_dim"],
-            m["mse"],
-            m["sparsity"],
-            m["sparsity_threshold"],
-            m["mean_abs_code"],
-        ]
-        for name, m in evals.items()
-    ]
-    sections = [
-        ("Autoencoder against PCA of the same latent size", markdown_table(pca_header, pca_rows)),
-        ("Sparsity of the code (sparse against plain autoencoders)", markdown_table(sparse_header, sparse_rows)),
-    ]  # fmt: skip
-    noise_header = [
-        "instance",
-        "noise",
-        "PSNR noisy input",
-        "PSNR denoised",
-        "PSNR plain AE (same input)",
-    ]
-    noise_rows = [
-        [name, level, r["noisy_psnr"], r["denoised_psnr"], r["plain_psnr"]]
-        for name, m in evals.items()
-        for level, r in m.get("denoising", {}).items()
-    ]
-    if noise_rows:
-        sections.append(
-            (
-                "Denoising (PSNR in dB against the clean test image)",
-                markdown_table(noise_header, noise_rows),
-            )
-        )
-    return sections
-
-
-def vae_sections(evals: dict[str, dict]) -> list[tuple[str, str]]:
-    header = ["instance", "likelihood", "latent", "ELBO", "recon", "KL", "-log p(x) IWAE",
-              "K", "active units", "MSE", "SSIM"]  # fmt: skip
-    rows = [
-        [name, m["likelihood"], m["latent_dim"], m["elbo"], m["recon"], m["kl"], m["nll_iwae"],
-         m["iwae_k"], m["active_units"], m["mse"], m["ssim"]]
-        for name, m in evals.items()
-    ]  # fmt: skip
-    return [("VAE: test-set bound in nats per image", markdown_table(header, rows))]
-
-
-def generic_sections(evals: dict[str, dict]) -> list[tuple[str, str]]:
-    flat = {name: flatten(m) for name, m in evals.items()}
-    keys = [
-        k
-        for k in dict.fromkeys(k for m in flat.values() for k in m)
-        if k not in ("instance", "family")
-    ]
-    rows = [[n, *(m.get(k, "") for k in keys)] for n, m in flat.items()]
-    return [("Other instances", markdown_table(["instance", *keys], rows))]
-
-
-def gan_sections(evals: dict[str, dict]) -> list[tuple[str, str]]:
-    header = ["instance", "loss", "psi", "oscillation index", "classes lost", "recall drop",
-              "FID", "precision", "recall", "classes", "train s"]  # fmt: skip
-    rows = [
-        [name, m["loss"], m.get("truncation_psi", 1.0), m.get("oscillation_index", "n/a"),
-         m.get("collapse", {}).get("classes_lost", "n/a"),
-         m.get("collapse", {}).get("recall_drop", "n/a"), m["fid"], m["precision"], m["recall"],
-         m["class_coverage"], m["train_seconds"]]
-        for name, m in evals.items()
-    ]  # fmt: skip
-    return [("GAN: the game and its failures", markdown_table(header, rows))]
-
-
-def cyclegan_sections(evals: dict[str, dict]) -> list[tuple[str, str]]:
-    header = ["instance", "direction", "L1", "L1 identity", "identity / L1", "PSNR",
-              "PSNR identity", "SSIM", "SSIM identity", "cycle L1", "FID", "FID true pairs",
-              "label preservation", "train s"]  # fmt: skip
-
-    def direction(m: dict, d: str) -> str:
-        source, target = (m["domain_a"], m["domain_b"])[:: 1 if d == "ab" else -1]
-        return f"{source} -> {target}"
-
-    rows = [
-        [name, direction(m, d), m[d]["l1"], m[d]["identity"]["l1"],
-         m[d]["l1_ratio_vs_identity"], m[d]["psnr"], m[d]["identity"]["psnr"], m[d]["ssim"],
-         m[d]["identity"]["ssim"], m[d]["cycle_l1"], m[d]["fid"], m[d]["fid_true_pairs"],
-         m[d].get("label_preservation", ""), m["train_seconds"]]
-        for name, m in evals.items()
-        for d in ("ab", "ba")
-    ]  # fmt: skip
-    return [("CycleGAN: translation against the true pairs (test set)",
-             markdown_table(header, rows))]  # fmt: skip
-
-
-def srgan_sections(evals: dict[str, dict]) -> list[tuple[str, str]]:
-    header = ["instance", "variant", "scale", "method", "PSNR", "SSIM", "FID vs HR test",
-              "accuracy", "HR accuracy", "train s"]  # fmt: skip
-    rows = []
-    for name, m in evals.items():
-        methods = [("bicubic", m["bicubic"])]
-        if "phase1" in m:
-            methods.append(("SRResNet (its phase 1)", m["phase1"]))
-        methods.append((m["variant"], m["model"]))
-        rows += [
-            [name, m["variant"], m["scale"], method, r["psnr"], r["ssim"], r["fid"],
-             r["accuracy"], m["hr_accuracy"], m["train_seconds"]]
-            for method, r in methods
-        ]  # fmt: skip
-    return [("SRGAN: super-resolution against bicubic (test set)", markdown_table(header, rows))]
-
-
-def cgan_sections(evals: dict[str, dict]) -> list[tuple[str, str]]:
-    header = ["instance", "conditioning", "conditional accuracy", "evaluator accuracy (real)",
-              "ratio", "FID", "FID per class (mean)", "diversity ratio (worst class)",
-              "diversity ratio (mean)", "oscillation index", "train s"]  # fmt: skip
-    rows = [
-        [name, m["conditioning"], m["conditional_accuracy"], m["evaluator_accuracy"],
-         m["conditional_accuracy_ratio"], m["fid"], m["fid_per_class_mean"],
-         m["diversity_ratio_min"], m["diversity_ratio_mean"], m.get("oscillation_index", "n/a"),
-         m["train_seconds"]]
-        for name, m in evals.items()
-    ]  # fmt: skip
-    per_class_header = ["instance", "class", "accuracy", "FID", "diversity", "real diversity"]
-    per_class = [
-        [name, c, r["accuracy"], r["fid"], r["diversity"], r["real_diversity"]]
-        for name, m in evals.items()
-        for c, r in enumerate(m["per_class"])
-    ]
-    return [
-        ("cGAN: the class that is asked for", markdown_table(header, rows)),
-        ("cGAN per class", markdown_table(per_class_header, per_class)),
-    ]
-
-
-FAMILY_SECTIONS = {"autoencoder": autoencoder_sections, "vae": vae_sections, "gan": gan_sections,
-                   "cgan": cgan_sections, "cyclegan": cyclegan_sections,
-                   "srgan": srgan_sections}  # fmt: skip
 
 # (column, key in the sample metrics): every generator is judged on these, beside real images
 SAMPLE_COLUMNS = [
@@ -195,7 +25,8 @@ SAMPLE_COLUMNS = [
 
 def sample_metrics_of(metrics: dict) -> dict | None:
     """The sample metrics of an instance: top level for GANs, under 'samples' for VAEs."""
-    if metrics.get("family") == "srgan":  # its FID compares with the HR test images: own table
+    row = FAMILIES.get(metrics.get("family"))
+    if row is not None and not row.sample_quality:  # judged against other images: own table
         return None
     found = metrics.get("samples", metrics)
     return found if "fid" in found else None
@@ -235,7 +66,7 @@ def load_evaluations(instances: Iterable[str], metrics_dir: Path) -> dict[str, d
 def load_reference(metrics_dir: Path) -> tuple[dict | None, dict | None]:
     """The evaluator's accuracy and the reference row, when evaluate_evaluator has run."""
     found = []
-    for name in ("evaluator", "reference"):
+    for name in (EVALUATOR, "reference"):
         path = metrics_dir / f"{name}.json"
         found.append(json.loads(path.read_text()) if path.exists() else None)
     return found[0], found[1]
@@ -257,7 +88,8 @@ def tables(evals: dict[str, dict], evaluator: dict | None = None,
             "generator can beat.\n\n" + sample_quality_section(evals, reference) + "\n"
         )
     for family, members in by_family.items():
-        for title, table in FAMILY_SECTIONS.get(family, generic_sections)(members):
+        row = FAMILIES.get(family)
+        for title, table in (row.report_section() if row else generic_sections)(members):
             parts.append(f"## {title}\n\n{table}\n")
     return "\n".join(parts)
 
@@ -269,9 +101,39 @@ def render(evals: dict[str, dict], figures_root: Path, report_dir: Path,
              tables(evals, evaluator, reference)]  # fmt: skip
     parts.append("## Figures\n")
     for name in evals:
-        index_path = figures_root / name / "figures.json"
-        index = json.loads(index_path.read_text()) if index_path.exists() else {}
-        for caption, filename in index.items():
+        for caption, filename in _figures_of(name, figures_root).items():
+            rel = (figures_root / name / filename).resolve().relative_to(report_dir.resolve())
+            parts.append(f"### {name}: {caption}\n\n![{name} {caption}]({rel.as_posix()})\n")
+    return "\n".join(parts)
+
+
+def _figures_of(name: str, figures_root: Path) -> dict[str, str]:
+    index_path = figures_root / name / "figures.json"
+    return json.loads(index_path.read_text()) if index_path.exists() else {}
+
+
+def summary(evals: dict[str, dict], figures_root: Path, report_dir: Path,
+            evaluator: dict | None = None) -> str:  # fmt: skip
+    """One table of headline metrics per family (the numbers `dvc metrics show` lists) and
+    each instance's first figure."""
+    parts = ["# Headline metrics\n", "Each instance's headline numbers, as `dvc metrics show` lists "
+             "them (metrics/summary/); every table and figure is in "
+             "[evaluation.md](evaluation.md). Written by the report stage.\n"]  # fmt: skip
+    members: dict[str, dict[str, dict]] = {}
+    if evaluator is not None:
+        members[EVALUATOR] = {EVALUATOR: evaluator}
+    for name, metrics in evals.items():
+        members.setdefault(metrics.get("family", "other"), {})[name] = metrics
+    for family_name, instances in members.items():
+        row = FAMILIES.get(family_name)
+        paths = row.headline if row is not None else ()
+        picked = {name: headline(m, paths) for name, m in instances.items()}
+        columns = list(dict.fromkeys(k for values in picked.values() for k in values))
+        rows = [[name, *(values.get(k, "") for k in columns)] for name, values in picked.items()]
+        parts.append(f"## {family_name}\n\n{markdown_table(['instance', *columns], rows)}\n")
+    parts.append("## Key figures\n")
+    for name in evals:
+        for caption, filename in list(_figures_of(name, figures_root).items())[:1]:
             rel = (figures_root / name / filename).resolve().relative_to(report_dir.resolve())
             parts.append(f"### {name}: {caption}\n\n![{name} {caption}]({rel.as_posix()})\n")
     return "\n".join(parts)

@@ -72,6 +72,7 @@ def git_commit(root: Path | None = None) -> str:
 
 
 def flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested mappings as one level of dotted keys ("pca.psnr")."""
     flat: dict[str, Any] = {}
     for key, value in data.items():
         name = f"{prefix}{key}"

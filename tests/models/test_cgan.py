@@ -10,8 +10,8 @@ from torch import nn
 from genmodels.config import CGANParams
 from genmodels.export import check_parity, export_onnx
 from genmodels.models import build_recipe, data_info
-from genmodels.models.cgan import ConcatDiscriminator, ProjectionDiscriminator, pairwise_diversity
-from genmodels.nn.dcgan import Discriminator
+from genmodels.models.cgan import pairwise_diversity
+from genmodels.nn.dcgan import ConcatDiscriminator, Discriminator, ProjectionDiscriminator
 from genmodels.training import Batch, EvalContext
 
 TINY = {"family": "cgan", "g_channels": [16, 8], "d_channels": [8, 16], "latent_dim": 8,

@@ -14,13 +14,7 @@ from genmodels.data.domains import transform
 from genmodels.errors import UserError
 from genmodels.export import check_parity, export_onnx
 from genmodels.models import build_recipe, data_info
-from genmodels.models.cyclegan import (
-    ImagePool,
-    PatchDiscriminator,
-    ResnetGenerator,
-    cycle_loss,
-    identity_loss,
-)
+from genmodels.models.cyclegan import ImagePool, cycle_loss, identity_loss
 from genmodels.training import Batch, Budget, EvalContext, Trainer, TrainOutputs
 from genmodels.training.runtime import seed_everything
 from helpers import Interrupted, interrupt_at
@@ -133,12 +127,6 @@ def test_generator_objective_weighs_cycle_by_lambda_and_identity_by_half_of_it(d
 
 
 # -- the networks ---------------------------------------------------------------------------------
-def test_networks_keep_the_image_shape_and_pixel_range():
-    generator = ResnetGenerator(1, width=4, blocks=2, downsampling=2)
-    images = generator(torch.rand(3, 1, 28, 28) * 10)
-    assert images.shape == (3, 1, 28, 28) and images.min() >= 0 and images.max() <= 1
-    assert PatchDiscriminator(1, 4, layers=1)(torch.rand(2, 1, 28, 28)).shape == (2, 1, 12, 12)
-    assert PatchDiscriminator(1, 4, layers=2)(torch.rand(2, 1, 28, 28)).shape == (2, 1, 5, 5)
 
 
 # -- training ---------------------------------------------------------------------------------------

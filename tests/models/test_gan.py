@@ -8,7 +8,6 @@ import torch
 from genmodels.config import GANParams, TrainParams
 from genmodels.export import check_parity, export_onnx
 from genmodels.models import build_recipe, data_info
-from genmodels.report import sample_quality_section
 from genmodels.training import Batch, Budget, Trainer, TrainOutputs
 from genmodels.training.runtime import seed_everything
 from helpers import Interrupted, interrupt_at
@@ -152,14 +151,3 @@ def test_exported_generator_matches_torch(digits_prepared, tmp_path):
     path = export_onnx(exportable, tmp_path / "generator.onnx")
     diff = check_parity(exportable, path, [(torch.randn(1, 8),), (torch.randn(7, 8),)])
     assert diff < 1e-4
-
-
-def test_report_shows_truncated_and_untruncated_rows():
-    evals = {"gan": {"family": "gan", "loss": "nonsaturating", "truncation_psi": 0.8,
-                     "fid": 9.5, "precision": 0.7, "recall": 0.4, "class_coverage": 10,
-                     "train_seconds": 1.0, "untruncated": {"fid": 12.5, "precision": 0.6}}}  # fmt: skip
-    table = sample_quality_section(evals, None)
-    assert "| gan (truncation psi 0.8) | 9.5 | " in table
-    assert "| gan (untruncated, psi 1) | 12.5 | " in table
-    del evals["gan"]["untruncated"], evals["gan"]["truncation_psi"]
-    assert "| gan | 9.5 | " in sample_quality_section(evals, None)

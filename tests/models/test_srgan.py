@@ -13,16 +13,9 @@ from pydantic import ValidationError
 from genmodels.config import SRGANParams, TrainParams
 from genmodels.errors import UserError
 from genmodels.export import export_and_check, session_for
-from genmodels.features import FrozenFeatures, differentiable_extractor
 from genmodels.models import build_recipe, data_info
-from genmodels.models.srgan import (
-    DeployedSRResNet,
-    SRResNet,
-    bicubic_upscale,
-    content_loss,
-    downsample,
-    subpixel_conv,
-)
+from genmodels.models.srgan import bicubic_upscale, content_loss, downsample
+from genmodels.nn.features import FrozenFeatures, differentiable_extractor
 from genmodels.report import sample_quality_section, tables
 from genmodels.training import Batch, Budget, EvalContext, Trainer, TrainOutputs
 from genmodels.training.runtime import seed_everything
@@ -76,57 +69,6 @@ def test_bicubic_downsampling_shapes_and_range(digits_prepared, scale):
     assert back.shape == images.shape and back.min() >= 0 and back.max() <= 1
     with pytest.raises(ValueError, match="does not divide"):
         downsample(torch.rand(1, 1, 27, 28), scale)
-
-
-@pytest.mark.parametrize(
-    ("scale", "size", "expected"),
-    [(4, (7, 7), (28, 28)), (4, (14, 14), (56, 56)), (4, (5, 5), (20, 20)),
-     (4, (3, 9), (12, 36)), (2, (14, 14), (28, 28)), (2, (7, 7), (14, 14)),
-     (2, (5, 11), (10, 22))],
-)  # fmt: skip
-def test_pixelshuffle_generator_output_size(scale, size, expected):
-    generator = SRResNet(scale, channels=8, blocks=2).eval()
-    with torch.no_grad():
-        out = generator(torch.rand(3, 1, *size))
-    assert out.shape == (3, 1, *expected)
-    assert out.min() >= 0 and out.max() <= 1
-
-
-@pytest.mark.parametrize("kernel", [1, 3, 5, 9])
-def test_subpixel_conv_is_the_conv_after_pixelshuffle(kernel):
-    torch.manual_seed(kernel)
-    conv = torch.nn.Conv2d(6, 3, kernel, padding=kernel // 2)
-    coarse = subpixel_conv(conv, 2)
-    shuffle = torch.nn.PixelShuffle(2)
-    v = torch.randn(2, 24, 5, 7)  # 6 channels at 10x14 after the shuffle
-    with torch.no_grad():
-        torch.testing.assert_close(shuffle(coarse(v)), conv(shuffle(v)), atol=1e-5, rtol=1e-5)
-
-
-def test_subpixel_conv_refuses_what_it_cannot_rewrite():
-    for conv in [
-        torch.nn.Conv2d(4, 1, 3, stride=2, padding=1),
-        torch.nn.Conv2d(4, 1, 4, padding=2),
-        torch.nn.Conv2d(4, 1, 3, padding=0),
-        torch.nn.Conv2d(4, 4, 3, padding=1, groups=2),
-    ]:
-        with pytest.raises(ValueError, match="odd, square, stride-1, 'same'"):
-            subpixel_conv(conv, 2)
-
-
-@pytest.mark.parametrize("scale", [2, 4])
-def test_deployed_srresnet_is_the_trained_function(scale):
-    torch.manual_seed(scale)
-    generator = SRResNet(scale, channels=8, blocks=2).eval()
-    with torch.no_grad():  # distinct slopes per channel: a wrong channel order would show
-        for module in generator.modules():
-            if isinstance(module, torch.nn.PReLU):
-                module.weight.uniform_(0.05, 0.5)
-    deployed = DeployedSRResNet(generator).eval()
-    for size in [(7, 7), (5, 9), (14, 14)]:
-        x = torch.rand(3, 1, *size)
-        with torch.no_grad():
-            torch.testing.assert_close(deployed(x), generator(x), atol=1e-6, rtol=1e-5)
 
 
 @pytest.mark.parametrize("layer", ["block1", "block2", "features"])

@@ -5,11 +5,16 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
+from genmodels.config import GANParams, TrainParams
+from genmodels.models import build_recipe, data_info
+from genmodels.training import Budget, Trainer, TrainOutputs
+from genmodels.training.runtime import seed_everything
 from helpers import REPO, stage_env, workspace
 
 STEPS = 30
@@ -26,10 +31,12 @@ WEIGHT_ATOL = 1e-4
 LOSS_RTOL = 1e-4
 
 
-def torchrun(ws, nproc: int, instance: str) -> subprocess.CompletedProcess:
+def torchrun(ws, nproc: int, instance: str | None = None,
+             script: Path = REPO / "pipeline" / "train.py") -> subprocess.CompletedProcess:  # fmt: skip
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-               f"--nproc_per_node={nproc}", str(REPO / "pipeline" / "train.py"),
-               "--instance", instance]  # fmt: skip
+               f"--nproc_per_node={nproc}", str(script)]  # fmt: skip
+    if instance is not None:
+        command += ["--instance", instance]
     return subprocess.run(command, cwd=ws, env=stage_env(ws), capture_output=True, text=True,
                           timeout=300)  # fmt: skip
 
@@ -100,3 +107,173 @@ def test_a_gan_plays_on_two_processes(digits_dir, tmp_path):
     saved = torch.load(ws / "models/g/model.pt", weights_only=True)
     assert {"generator", "discriminator", "ema"} <= set(saved)
     assert not any(k.startswith("module.") for k in saved["generator"])  # unwrapped weights
+
+
+# -- each process its own noise -------------------------------------------------------------------
+# Run by torchrun in a workspace: the real recipes and Trainer on 2 processes, built as
+# pipeline/train.py builds them (seeded, then the process group, then the recipe). Rank 0 saves
+# what every rank saw, gathered: a GAN's first latents and its weights once DDP wrapped it; the
+# CycleGAN's first history-pool draws; and, for a CycleGAN run interrupted after a checkpoint and
+# resumed, each rank's pools and weights beside those of the same run uninterrupted.
+PROBE = """
+from pathlib import Path
+
+import torch
+
+from genmodels.config import load_params
+from genmodels.data.prepared import load_prepared
+from genmodels.models import build_recipe, data_info
+from genmodels.training import Budget, Trainer, TrainOutputs, distributed
+from genmodels.training.runtime import seed_everything, set_threads
+
+from helpers import Interrupted, interrupt_at  # tests/ is put on sys.path first
+
+
+params = load_params("params.yaml")
+set_threads(params.train.num_threads)
+world = distributed.world_from_env()
+device = distributed.start(world, torch.device("cpu"))
+data = load_prepared("data/prepared")
+found = {}
+
+
+def trainer(instance, root, steps, fail_at=None):
+    seed_everything(params.train.seed)
+    model = params.model(instance)
+    recipe = build_recipe(model, data_info(data), device)
+    recipe.attach_data("data/prepared")
+    interrupt_at(recipe, fail_at)
+    built = Trainer(recipe, data.train_images[:96], data.train_labels[:96],
+                    budget=Budget(steps=steps), batch_size=model.batch_size,
+                    settings=params.train, fingerprint=instance, world=world,
+                    outputs=TrainOutputs.for_instance(instance, "checkpoints", root=Path(root)))
+    return recipe, built
+
+
+def gathered(obj):
+    return distributed.gather_objects(obj, world)
+
+
+def pool_draws(pool):
+    copy = torch.Generator()
+    copy.set_state(pool.generator.get_state())
+    return torch.rand(16, generator=copy)
+
+
+def pools(recipe):
+    return {name: getattr(recipe, name).state_dict() for name in ("pool_a", "pool_b")}
+
+
+# the GAN: one training step's latents, and the weights every rank starts from
+gan, run = trainer("g", "gan", steps=1)
+latents = []
+latent = gan.latent
+gan.latent = lambda n: latents.append(latent(n)) or latents[-1]
+found["weights"] = gathered(gan.state_dict()["generator"])
+run.fit()
+found["latents"] = gathered(latents[0])
+
+# the CycleGAN: the pools' draws, straight and resumed after an interruption
+cycle, run = trainer("c", "straight", steps=8)
+found["pool_draws"] = gathered({k: pool_draws(getattr(cycle, k)) for k in ("pool_a", "pool_b")})
+run.fit()
+found["straight"] = gathered({"pools": pools(cycle), "weights": cycle.state_dict()})
+try:
+    trainer("c", "resumed", steps=8, fail_at=5)[1].fit()  # after the checkpoint at step 4
+except Interrupted:
+    pass
+cycle, run = trainer("c", "resumed", steps=8)
+run.fit()
+found["resumed"] = gathered({"pools": pools(cycle), "weights": cycle.state_dict()})
+if world.is_main:
+    torch.save(found, "probe.pt")
+distributed.stop(world)
+"""
+PROBE_PARAMS = {
+    "train": {"seed": 7, "log_every": 2, "checkpoint_every": 4, "progress": "log",
+              "num_threads": 1},
+    "models": {
+        "g": {"family": "gan", "g_channels": [16, 8], "d_channels": [8, 16], "latent_dim": 8,
+              "steps": 1, "batch_size": 32},
+        # 4 images per process per step: the pools of 4 are full after the first step, and
+        # every later image is a coin flip of the pool's generator
+        "c": {"family": "cyclegan", "g_channels": 4, "g_blocks": 1, "d_channels": 4,
+              "d_layers": 1, "batch_size": 8, "steps": 8, "pool_size": 4},
+    },
+}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def probed(digits_dir, tmp_path_factory):
+    ws = workspace(tmp_path_factory.mktemp("probe"), PROBE_PARAMS, digits_dir)
+    tests = str(REPO / "tests")
+    (ws / "probe.py").write_text(f"import sys\n\nsys.path.insert(0, {tests!r})\n" + PROBE)
+    result = torchrun(ws, 2, script=ws / "probe.py")
+    assert result.returncode == 0, result.stderr[-3000:]
+    return torch.load(ws / "probe.pt", weights_only=True)
+
+
+def test_each_process_draws_its_own_latents_from_the_same_weights(probed):
+    z0, z1 = probed["latents"]
+    assert z0.shape == z1.shape == (16, 8)  # each process's half of the global batch of 32
+    assert not torch.equal(z0, z1), "both processes drew the same latents"
+    w0, w1 = probed["weights"]  # one weight init for all: DDP broadcast rank 0's
+    assert all(torch.equal(w0[k], w1[k]) for k in w0)
+
+
+def test_each_process_draws_its_own_history_pool_choices(probed):
+    d0, d1 = probed["pool_draws"]
+    for pool in ("pool_a", "pool_b"):
+        assert not torch.equal(d0[pool], d1[pool]), f"both processes share the {pool} draws"
+    assert not torch.equal(d0["pool_a"], d0["pool_b"])
+
+
+def test_a_resumed_run_gives_each_process_back_its_own_pools(probed):
+    for rank, (straight, resumed) in enumerate(zip(probed["straight"], probed["resumed"],
+                                                   strict=True)):  # fmt: skip
+        for pool in ("pool_a", "pool_b"):
+            for key in ("images", "generator"):
+                assert torch.equal(straight["pools"][pool][key], resumed["pools"][pool][key]), (
+                    f"rank {rank} {pool}.{key}"
+                )
+        for net in ("g_ab", "g_ba", "d_a", "d_b"):
+            for key, value in straight["weights"][net].items():
+                assert torch.equal(value, resumed["weights"][net][key]), f"rank {rank} {net}.{key}"
+    # the processes' pools hold their own fakes (their own shards of each batch)
+    assert not torch.equal(probed["straight"][0]["pools"]["pool_a"]["images"],
+                           probed["straight"][1]["pools"]["pool_a"]["images"])  # fmt: skip
+
+
+def test_one_process_keeps_its_noise_and_weights(digits_prepared, tmp_path, monkeypatch):
+    # the Trainer leaves the RNG of a one-process run as it is: the first step's latents are
+    # the draws that follow building the recipe under torch.manual_seed(seed), as before
+    seed_everything(3)
+    params = GANParams(family="gan", g_channels=[16, 8], d_channels=[8, 16], latent_dim=8,
+                       steps=1, batch_size=32)  # fmt: skip
+    recipe = build_recipe(params, data_info(digits_prepared), torch.device("cpu"))
+    weights = {k: v.clone() for k, v in recipe.state_dict()["generator"].items()}
+    after_build = torch.get_rng_state()
+    trainer = Trainer(
+        recipe, digits_prepared.train_images, digits_prepared.train_labels,
+        budget=Budget(steps=1), batch_size=32, settings=TrainParams(seed=3, progress="log"),
+        outputs=TrainOutputs.for_instance("g", "checkpoints", root=tmp_path), fingerprint="g",
+    )  # fmt: skip
+    assert torch.equal(torch.get_rng_state(), after_build)
+    assert all(torch.equal(weights[k], v) for k, v in recipe.state_dict()["generator"].items())
+    latents = []
+    latent = recipe.latent
+    monkeypatch.setattr(recipe, "latent", lambda n: latents.append(latent(n)) or latents[-1])
+    trainer.fit()
+    torch.set_rng_state(after_build)
+    assert torch.equal(latents[0], torch.randn(32, 8))
+
+    # torch.compile on one process reseeds to seed * 1009, as it always did
+    monkeypatch.setattr(torch, "compile", lambda module: module)
+    Trainer(
+        recipe, digits_prepared.train_images, digits_prepared.train_labels,
+        budget=Budget(steps=1), batch_size=32, settings=TrainParams(seed=3, compile=True),
+        outputs=TrainOutputs.for_instance("g", "checkpoints", root=tmp_path), fingerprint="g",
+    )  # fmt: skip
+    z = torch.randn(4, 8)
+    torch.manual_seed(3 * 1009)
+    assert torch.equal(z, torch.randn(4, 8))

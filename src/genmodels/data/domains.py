@@ -22,6 +22,7 @@ from torch import Tensor
 
 from genmodels.config import DomainParams
 from genmodels.errors import UserError
+from genmodels.nn.batching import map_batches
 
 DOMAINS_FILE = "domains.pt"
 REPRO_HINT = "run `dvc repro prepare` to create it"
@@ -73,11 +74,13 @@ def transform(images: Tensor, params: DomainParams) -> Tensor:
 
 def transform_uint8(images: Tensor, params: DomainParams, batch_size: int = 10000) -> Tensor:
     """T over uint8 images in batches, back to uint8 (rounded)."""
-    out = []
-    for part in images.split(batch_size):
-        mapped = transform(part.float().div(255.0), params)
-        out.append(mapped.mul(255.0).round_().clamp_(0, 255).to(torch.uint8))
-    return torch.cat(out) if out else images.clone()
+    if not len(images):
+        return images.clone()
+
+    def to_uint8(part: Tensor) -> Tensor:
+        return transform(part, params).mul(255.0).round_().clamp_(0, 255).to(torch.uint8)
+
+    return map_batches(to_uint8, images, batch_size)
 
 
 def domain_names(dataset: str, params: DomainParams) -> tuple[str, str]:

@@ -1,4 +1,6 @@
-"""Model families: one file each, each defining its modules and its Recipe."""
+"""Model families: one file each, holding its Recipe (what it trains, evaluates and exports).
+
+The family table (genmodels.families) says which file holds which family's Recipe."""
 
 from __future__ import annotations
 
@@ -8,44 +10,13 @@ from pathlib import Path
 import torch
 
 from genmodels.errors import UserError
+from genmodels.families import family
 from genmodels.training.recipe import DataInfo, Recipe
 
 
-def recipe_class(family: str) -> type[Recipe]:
-    # imported on demand so a stage loads only the family it runs
-    if family == "autoencoder":
-        from genmodels.models.autoencoder import AutoencoderRecipe
-
-        return AutoencoderRecipe
-    if family == "vae":
-        from genmodels.models.vae import VAERecipe
-
-        return VAERecipe
-    if family == "gan":
-        from genmodels.models.gan import GANRecipe
-
-        return GANRecipe
-    if family == "cgan":
-        from genmodels.models.cgan import CGANRecipe
-
-        return CGANRecipe
-    if family == "cyclegan":
-        from genmodels.models.cyclegan import CycleGANRecipe
-
-        return CycleGANRecipe
-    if family == "srgan":
-        from genmodels.models.srgan import SRGANRecipe
-
-        return SRGANRecipe
-    if family == "evaluator":
-        from genmodels.models.evaluator import EvaluatorRecipe
-
-        return EvaluatorRecipe
-    raise KeyError(f"no recipe for family {family!r}")
-
-
 def build_recipe(params, data: DataInfo, device: torch.device) -> Recipe:
-    return recipe_class(params.family)(params, data, device)
+    """The Recipe of the params' family (genmodels.families), built on `device`."""
+    return family(params.family).recipe_class()(params, data, device)
 
 
 def data_info(prepared) -> DataInfo:

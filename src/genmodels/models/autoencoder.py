@@ -13,6 +13,7 @@ from genmodels.config import AutoencoderParams
 from genmodels.data.corruptions import corrupt
 from genmodels.figures import class_names, latent_scatter, save_rows
 from genmodels.metrics.image import psnr, reconstruction_quality
+from genmodels.nn.batching import map_batches
 from genmodels.nn.blocks import conv_decoder, conv_encoder, mlp_decoder, mlp_encoder
 from genmodels.training.recipe import Batch, DataInfo, EvalContext, EvalResult, Exportable, Recipe
 from genmodels.training.runtime import adam
@@ -71,16 +72,6 @@ def reconstruction_loss(recon: Tensor, target: Tensor, kind: str) -> Tensor:
     return F.mse_loss(recon, target)
 
 
-@torch.no_grad()
-def map_batches(fn, images_uint8: Tensor, batch_size: int, device: torch.device) -> Tensor:
-    """Applies `fn` to [0, 1] float batches of uint8 images on `device`; results on the CPU."""
-    out = [
-        fn(images_uint8[i : i + batch_size].to(device).float().div_(255.0)).cpu()
-        for i in range(0, len(images_uint8), batch_size)
-    ]
-    return torch.cat(out)
-
-
 def pca_reconstruct(train: Tensor, test: Tensor, components: int, seed: int) -> Tensor:
     """PCA fitted on the training images, applied to the test images (uint8 in, [0, 1] out).
 
@@ -97,8 +88,6 @@ def pca_reconstruct(train: Tensor, test: Tensor, components: int, seed: int) -> 
 
 
 class AutoencoderRecipe(Recipe):
-    family = "autoencoder"
-
     def __init__(self, params: AutoencoderParams, data: DataInfo, device: torch.device):
         super().__init__(params, data, device)
         self.encoder, self.decoder = build_autoencoder(params, data)
@@ -218,8 +207,7 @@ class AutoencoderRecipe(Recipe):
         plain_encoder, plain_decoder = self.plain_encoder, self.plain_decoder
 
         def run(fn, images: Tensor) -> Tensor:
-            batches = [fn(b.to(ctx.device)).cpu() for b in images.split(ctx.batch_size)]
-            return torch.cat(batches)
+            return map_batches(fn, images, ctx.batch_size, ctx.device)
 
         levels = self.params.eval_noise_levels
         shown = min(levels, key=lambda level: abs(level - self.params.noise.level))
@@ -245,7 +233,7 @@ class AutoencoderRecipe(Recipe):
         self.train(False)
         c, h, w = self.data.image_shape
         k = self.params.latent_dim
-        meta = {"family": self.family, "latent_dim": str(k), "pixel_range": "0,1"}
+        meta = {"latent_dim": str(k), "pixel_range": "0,1"}
         real_codes = None
         if real_images is not None:
             with torch.no_grad():

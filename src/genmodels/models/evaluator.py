@@ -1,6 +1,7 @@
 """The evaluator: a CNN classifier trained on the prepared data. Its penultimate layer is the
 feature space of FID, KID, precision/recall and class coverage, since no pretrained Inception
-or VGG weights can be downloaded offline (see genmodels.features for the pluggable choice)."""
+or VGG weights can be downloaded offline (see genmodels.nn.features for the pluggable choice).
+load_space() hands the trained evaluator and its reference to the stages that judge samples."""
 
 from __future__ import annotations
 
@@ -8,61 +9,25 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from genmodels.config import EvaluatorParams
+from genmodels.config import EVALUATOR, EvaluatorParams, Params
+from genmodels.data.prepared import PreparedData
+from genmodels.errors import UserError
+from genmodels.metrics.space import (
+    REFERENCE_FILE,
+    REFERENCE_HINT,
+    EvaluatorSpace,
+    RealReference,
+    SuiteSettings,
+)
+from genmodels.models import data_info, load_trained
+from genmodels.nn.batching import map_batches
+from genmodels.nn.classifier import Classifier, ProbabilitiesAndFeatures
+from genmodels.nn.features import feature_extractor
 from genmodels.training.recipe import Batch, DataInfo, EvalContext, EvalResult, Exportable, Recipe
 from genmodels.training.runtime import adam
 
 
-class Classifier(nn.Module):
-    """Two conv stages (28 -> 14 -> 7) and a hidden layer whose activations are the features."""
-
-    def __init__(self, image_shape: tuple[int, int, int], channels: list[int], features: int,
-                 num_classes: int, dropout: float):  # fmt: skip
-        super().__init__()
-        layers: list[nn.Module] = []
-        in_ch = image_shape[0]
-        for ch in channels:
-            layers += [
-                nn.Conv2d(in_ch, ch, 3, padding=1, bias=False),
-                nn.BatchNorm2d(ch),
-                nn.ReLU(),
-            ]
-            layers += [nn.Conv2d(ch, ch, 3, padding=1, bias=False), nn.BatchNorm2d(ch), nn.ReLU()]
-            layers.append(nn.MaxPool2d(2))
-            in_ch = ch
-        side = image_shape[1] // 2 ** len(channels)
-        self.body = nn.Sequential(
-            *layers,
-            nn.Flatten(),
-            nn.Linear(in_ch * side * side, features, bias=False),
-            nn.BatchNorm1d(features),
-            nn.ReLU(),
-        )
-        self.dropout = nn.Dropout(dropout)
-        self.head = nn.Linear(features, num_classes)
-
-    def features(self, images: Tensor) -> Tensor:
-        return self.body(images)
-
-    def forward(self, images: Tensor) -> Tensor:
-        return self.head(self.dropout(self.body(images)))
-
-
-class ProbabilitiesAndFeatures(nn.Module):
-    """The exported graph: image -> (class probabilities, features)."""
-
-    def __init__(self, classifier: Classifier):
-        super().__init__()
-        self.classifier = classifier
-
-    def forward(self, images: Tensor) -> tuple[Tensor, Tensor]:
-        feats = self.classifier.features(images)
-        return torch.softmax(self.classifier.head(feats), dim=1), feats
-
-
 class EvaluatorRecipe(Recipe):
-    family = "evaluator"
-
     def __init__(self, params: EvaluatorParams, data: DataInfo, device: torch.device):
         super().__init__(params, data, device)
         self.classifier = Classifier(
@@ -116,12 +81,7 @@ class EvaluatorRecipe(Recipe):
         return features, torch.softmax(self.classifier.head(features), dim=1)
 
     def evaluate(self, ctx: EvalContext) -> EvalResult:
-        probs = torch.cat(
-            [
-                self.probabilities(part.float() / 255.0).cpu()
-                for part in ctx.test_images.split(ctx.batch_size)
-            ]
-        )
+        probs = map_batches(self.probabilities, ctx.test_images, ctx.batch_size)
         predicted = probs.argmax(1)
         correct = predicted == ctx.test_labels
         per_class = [
@@ -154,3 +114,29 @@ class EvaluatorRecipe(Recipe):
                 real_inputs=None if real_images is None else (real_images.cpu(),),
             )
         ]
+
+
+def load_space(params: Params, data: PreparedData, device: torch.device) -> EvaluatorSpace:
+    """The evaluator space of the train and evaluate stages: the trained evaluator and the
+    reference features written by evaluate_evaluator."""
+    evaluator = load_trained(params.evaluator, EVALUATOR, data_info(data), device)
+    reference = RealReference.load()
+    wanted = params.evaluate.features
+    if reference.extractor != wanted:
+        raise UserError(
+            f"{REFERENCE_FILE}: computed with '{reference.extractor}' features but "
+            f"evaluate.features is '{wanted}'; {REFERENCE_HINT} again"
+        )
+    return EvaluatorSpace(
+        feature_extractor(wanted, evaluator, device),
+        evaluator.probabilities,
+        reference,
+        data.train_images,
+        data.test_images,
+        SuiteSettings.from_params(params.evaluate),
+        data.num_classes,
+        network=evaluator.classifier,
+        extract_and_classify=(
+            evaluator.features_and_probabilities if wanted == EVALUATOR else None
+        ),
+    )

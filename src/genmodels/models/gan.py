@@ -12,14 +12,13 @@ import torch
 from torch import Tensor, nn
 
 from genmodels.config import GANParams
+from genmodels.figures import game_figures
 from genmodels.nn.dcgan import build_discriminator, build_generator
 from genmodels.training.adversarial import AdversarialRecipe
 from genmodels.training.recipe import EvalContext, EvalResult, Exportable
 
 
 class GANRecipe(AdversarialRecipe):
-    family = "gan"
-
     def build_networks(self) -> tuple[nn.Module, nn.Module]:
         p: GANParams = self.params
         shape = self.data.image_shape
@@ -39,7 +38,7 @@ class GANRecipe(AdversarialRecipe):
         metrics |= ctx.space.sample_metrics(samples)
         metrics |= self.untruncated_metrics(ctx)
         metrics |= self.game_summary(ctx.train_metrics)
-        figures = self.game_figures(ctx, samples)
+        figures = game_figures(ctx, samples, self.progress, self.ema is not None, self.params.loss)
         return EvalResult(metrics=metrics, figures=figures)
 
     def exportables(self, real_images: Tensor | None = None) -> list[Exportable]:

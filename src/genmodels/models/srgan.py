@@ -12,7 +12,7 @@ two variants:
   fine-tuning with a content loss on feature maps plus `adversarial_weight` times the generator's
   adversarial loss against a conv discriminator. The paper's content loss uses VGG19 features;
   no ImageNet weights can be downloaded here, so the pipeline's own evaluator stands in, through
-  the same pluggable choice as the metrics (genmodels.features.differentiable_extractor).
+  the same pluggable choice as the metrics (genmodels.nn.features.differentiable_extractor).
 
 Both are judged beside bicubic up-sampling: PSNR, SSIM, FID against the high-resolution test
 images in the evaluator's feature space, and the evaluator's accuracy on the upscaled images.
@@ -23,16 +23,13 @@ at full resolution (checked against the trained network at export).
 from __future__ import annotations
 
 import copy
-import itertools
-import math
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from genmodels.config import SRGANParams
+from genmodels.config import EVALUATOR, SRGANParams
 from genmodels.errors import UserError
-from genmodels.features import differentiable_extractor
 from genmodels.figures import save_rows
 from genmodels.metrics.fid import fid
 from genmodels.metrics.image import psnr, reconstruction_quality
@@ -43,6 +40,9 @@ from genmodels.nn.adversarial import (
     generator_loss,
     with_spectral_norm,
 )
+from genmodels.nn.batching import map_batches
+from genmodels.nn.features import differentiable_extractor
+from genmodels.nn.srresnet import DeployedSRResNet, SRDiscriminator, SRResNet
 from genmodels.training.recipe import (
     Batch,
     DataInfo,
@@ -53,9 +53,6 @@ from genmodels.training.recipe import (
     unwrap,
 )
 from genmodels.training.runtime import adam
-
-HEAD_KERNEL = 9  # the paper's 9x9 first and last convolutions (cheap at 7x7)
-TAIL_KERNEL = 5  # the last one runs at full resolution: 5x5 keeps it CPU-sized
 
 
 def downsample(images: Tensor, scale: int) -> Tensor:
@@ -84,137 +81,7 @@ def content_loss(features: nn.Module, images: Tensor, targets: Tensor) -> Tensor
     return F.mse_loss(features(images), wanted)
 
 
-class ResidualBlock(nn.Module):
-    """conv 3x3 - PReLU - conv 3x3, added to the input (no BatchNorm, as EDSR: Lim et al.
-    2017 show it costs SR quality, and it would tie the output to batch statistics)."""
-
-    def __init__(self, channels: int):
-        super().__init__()
-        self.body = nn.Sequential(
-            nn.Conv2d(channels, channels, 3, padding=1),
-            nn.PReLU(channels),
-            nn.Conv2d(channels, channels, 3, padding=1),
-        )
-
-    def forward(self, x: Tensor) -> Tensor:
-        return x + self.body(x)
-
-
-class SRResNet(nn.Module):
-    """The SRGAN generator: conv 9x9 + PReLU, residual blocks and a conv with a long skip
-    connection around them, log2(scale) x (conv to 4C channels, PixelShuffle(2), PReLU), and a
-    conv to the image. Fully convolutional: [N, C, h, w] in [0, 1] -> [N, C, h*s, w*s] in [0, 1]
-    for any h and w (the output's sigmoid is the paper's tanh rescaled to [0, 1])."""
-
-    def __init__(self, scale: int, channels: int, blocks: int, image_channels: int = 1):
-        super().__init__()
-        if scale not in (2, 4):
-            raise ValueError(f"scale {scale}: 2 or 4")
-        self.scale = scale
-        self.head = nn.Sequential(
-            nn.Conv2d(image_channels, channels, HEAD_KERNEL, padding=HEAD_KERNEL // 2),
-            nn.PReLU(channels),
-        )
-        self.body = nn.Sequential(
-            *[ResidualBlock(channels) for _ in range(blocks)],
-            nn.Conv2d(channels, channels, 3, padding=1),
-        )
-        upsampling: list[nn.Module] = []
-        for _ in range(int(math.log2(scale))):
-            upsampling += [
-                nn.Conv2d(channels, 4 * channels, 3, padding=1),
-                nn.PixelShuffle(2),
-                nn.PReLU(channels),
-            ]
-        self.tail = nn.Sequential(
-            *upsampling,
-            nn.Conv2d(channels, image_channels, TAIL_KERNEL, padding=TAIL_KERNEL // 2),
-        )
-
-    def forward(self, low_res: Tensor) -> Tensor:
-        head = self.head(low_res * 2.0 - 1.0)
-        return torch.sigmoid(self.tail(head + self.body(head)))
-
-
-def subpixel_conv(conv: nn.Conv2d, r: int) -> nn.Conv2d:
-    """conv(PixelShuffle(r)(v)) as PixelShuffle(r)(subpixel_conv(conv, r)(v)): the same
-    convolution computed on the low-resolution side, r*r output channels per original one (the
-    sub-pixel convolution of Shi et al. 2016). Exact for a stride-1, odd, 'same'-padded conv."""
-    out_ch, in_ch, k, k_w = conv.weight.shape
-    p = k // 2
-    if (k != k_w or k % 2 == 0 or conv.padding != (p, p) or conv.stride != (1, 1)
-            or conv.groups != 1 or conv.dilation != (1, 1)):  # fmt: skip
-        raise ValueError(f"the sub-pixel form needs an odd, square, stride-1, 'same' conv: {conv}")
-    lo, hi = (-p) // r, (r - 1 + k - 1 - p) // r  # fine offsets -p..k-1-p in coarse steps
-    coarse = nn.Conv2d(in_ch * r * r, out_ch * r * r, hi - lo + 1, padding=hi)
-    with torch.no_grad():
-        weight, source = coarse.weight.zero_(), conv.weight
-        # output pixel (r*h + ao, r*w + bo) reads fine pixel (r*(h+m) + a, ...) = coarse channel
-        # c*r*r + a*r + b at (h+m, w+n), through the fine kernel tap r*m + a - ao (+ p)
-        for ao, bo, a, b in itertools.product(range(r), repeat=4):
-            for m, n in itertools.product(range(lo, hi + 1), repeat=2):
-                i, j = r * m + a - ao + p, r * n + b - bo + p
-                if 0 <= i < k and 0 <= j < k:
-                    weight[ao * r + bo :: r * r, a * r + b :: r * r, m - lo, n - lo] = source[
-                        :, :, i, j
-                    ]
-        if conv.bias is None:
-            coarse.bias.zero_()
-        else:
-            coarse.bias.copy_(conv.bias.repeat_interleave(r * r))
-    return coarse
-
-
-class DeployedSRResNet(nn.Module):
-    """An SRResNet's exported form: the same function with its last PixelShuffle moved to the
-    end. PReLU commutes with it (the slopes repeated per sub-pixel) and the full-resolution conv
-    becomes a sub-pixel conv, so no conv runs at full resolution; onnxruntime's blocked
-    convolutions would otherwise pad that conv's one output channel to a whole block."""
-
-    def __init__(self, generator: SRResNet):
-        super().__init__()
-        *upsampling, shuffle, prelu, conv = generator.tail
-        r = shuffle.upscale_factor
-        self.head, self.body = generator.head, generator.body
-        self.upsampling = nn.Sequential(*upsampling)
-        self.prelu = nn.PReLU(prelu.num_parameters * r * r)
-        with torch.no_grad():
-            self.prelu.weight.copy_(prelu.weight.repeat_interleave(r * r))
-        self.conv = subpixel_conv(conv, r)
-        self.shuffle = nn.PixelShuffle(r)
-
-    def forward(self, low_res: Tensor) -> Tensor:
-        head = self.head(low_res * 2.0 - 1.0)
-        coarse = self.prelu(self.upsampling(head + self.body(head)))
-        return self.shuffle(torch.sigmoid(self.conv(coarse)))
-
-
-class Discriminator(nn.Module):
-    """The paper's discriminator at 28x28 and CPU size: conv 3x3 + LeakyReLU(0.2), then one
-    stride-2 conv + LeakyReLU per width (28 -> 14 -> 7), and a dense layer to one logit. No
-    BatchNorm: spectral normalisation is the option (`spectral_norm`)."""
-
-    def __init__(self, image_shape: tuple[int, int, int], channels: list[int]):
-        super().__init__()
-        c, h, w = image_shape
-        factor = 2 ** len(channels)
-        if h % factor or w % factor:
-            raise ValueError(f"image {h}x{w} is not divisible by 2^{len(channels)}")
-        layers: list[nn.Module] = [nn.Conv2d(c, channels[0], 3, padding=1), nn.LeakyReLU(0.2)]
-        in_ch = channels[0]
-        for ch in channels:
-            layers += [nn.Conv2d(in_ch, ch, 4, stride=2, padding=1), nn.LeakyReLU(0.2)]
-            in_ch = ch
-        layers += [nn.Flatten(), nn.Linear(in_ch * (h // factor) * (w // factor), 1)]
-        self.net = nn.Sequential(*layers)
-
-    def forward(self, images: Tensor) -> Tensor:
-        return self.net(images * 2.0 - 1.0)
-
-
 class SRGANRecipe(Recipe):
-    family = "srgan"
-
     def __init__(self, params: SRGANParams, data: DataInfo, device: torch.device):
         super().__init__(params, data, device)
         c, h, w = data.image_shape
@@ -229,14 +96,14 @@ class SRGANRecipe(Recipe):
         self.opt_pre = adam(
             self.generator.parameters(), lr=params.lr, betas=betas, weight_decay=decay
         )
-        self.adversarial = params.variant == "srgan"
+        self.adversarial = params.variant != "srresnet"  # the SRGAN variant: a second phase
         self.content: nn.Module | None = None  # the frozen feature network of the content loss
-        self.needs_space = self.adversarial and params.content_features == "evaluator"
+        self.needs_space = self.adversarial and params.content_features == EVALUATOR
         if self.adversarial:
             # made after the generator: its initial weights are the srresnet instance's
             # the phase-1 weights, kept at the switch (the SRResNet this SRGAN started from)
             self.srresnet = copy.deepcopy(self.generator).requires_grad_(False)
-            self.discriminator = Discriminator(data.image_shape, params.d_channels)
+            self.discriminator = SRDiscriminator(data.image_shape, params.d_channels)
             if params.spectral_norm:
                 with_spectral_norm(self.discriminator)
             self.discriminator.to(device)
@@ -246,7 +113,7 @@ class SRGANRecipe(Recipe):
             self.opt_d = adam(
                 self.discriminator.parameters(), lr=params.lr_d or params.lr_gan, betas=betas
             )
-            if params.content_features != "evaluator":
+            if params.content_features != EVALUATOR:
                 self.content = differentiable_extractor(
                     params.content_features, params.content_layer, device
                 )
@@ -268,7 +135,7 @@ class SRGANRecipe(Recipe):
         super().attach_space(space, monitor_samples)
         if self.needs_space:  # the content loss in the evaluator's features
             self.content = differentiable_extractor(
-                "evaluator", self.params.content_layer, self.device, getattr(space, "network", None)
+                EVALUATOR, self.params.content_layer, self.device, getattr(space, "network", None)
             )
 
     def in_pretraining(self, step: int) -> bool:
@@ -333,9 +200,9 @@ class SRGANRecipe(Recipe):
         generator = self.generator if generator is None else generator
         was_training = generator.training
         generator.eval()
-        out = [generator(part.to(self.device)).cpu() for part in low.split(batch_size)]
+        out = map_batches(generator, low, batch_size, self.device)
         generator.train(was_training)
-        return torch.cat(out)
+        return out
 
     def monitor(self) -> dict[str, float]:
         """PSNR and the evaluator's accuracy on fixed held-out images upscaled by the generator."""
@@ -425,7 +292,6 @@ class SRGANRecipe(Recipe):
                 doc=f"image [batch,{c},height,width] float32 in [0,1] (trained at {lh}x{lw}) -> "
                 f"high_res [batch,{c},{s}*height,{s}*width] in [0,1]",
                 metadata={
-                    "family": self.family,
                     "task": "upscale",
                     "scale": str(s),
                     "variant": self.params.variant,

@@ -24,23 +24,18 @@ from genmodels.metrics.likelihood import (
     log_normal,
     log_standard_normal,
 )
-from genmodels.nn.blocks import conv_decoder, conv_encoder, mlp_decoder, mlp_encoder
+from genmodels.nn.batching import map_batches
+from genmodels.nn.blocks import (
+    GaussianEncoder,
+    conv_decoder,
+    conv_encoder,
+    mlp_decoder,
+    mlp_encoder,
+)
 from genmodels.training.recipe import Batch, DataInfo, EvalContext, EvalResult, Exportable, Recipe
 from genmodels.training.runtime import adam
 
 MONITOR_SEED = 1234  # the fixed prior draws watched while training
-
-
-class GaussianEncoder(nn.Module):
-    """image -> (mean, logvar) of q(z | x)."""
-
-    def __init__(self, body: nn.Module):
-        super().__init__()
-        self.body = body
-
-    def forward(self, images: Tensor) -> tuple[Tensor, Tensor]:
-        mean, logvar = self.body(images).chunk(2, dim=1)
-        return mean, logvar
 
 
 def reparameterise(mean: Tensor, logvar: Tensor, samples: int | None = None) -> Tensor:
@@ -51,8 +46,6 @@ def reparameterise(mean: Tensor, logvar: Tensor, samples: int | None = None) -> 
 
 
 class VAERecipe(Recipe):
-    family = "vae"
-
     def __init__(self, params: VAEParams, data: DataInfo, device: torch.device):
         super().__init__(params, data, device)
         k, shape = params.latent_dim, data.image_shape
@@ -176,9 +169,7 @@ class VAERecipe(Recipe):
         z = torch.randn(
             ctx.n_samples, p.latent_dim, generator=torch.Generator().manual_seed(ctx.seed)
         )
-        samples = torch.cat(
-            [self.decode_mean(part.to(device)).cpu() for part in z.split(ctx.batch_size)]
-        )
+        samples = map_batches(self.decode_mean, z, ctx.batch_size, device)
         metrics["samples"] = ctx.space.sample_metrics(samples)
         return EvalResult(metrics=metrics, figures=self._figures(ctx, images, recon, means))
 
@@ -242,7 +233,7 @@ class VAERecipe(Recipe):
         self.train(False)
         c, h, w = self.data.image_shape
         k = self.params.latent_dim
-        meta = {"family": self.family, "latent_dim": str(k), "pixel_range": "0,1"}
+        meta = {"latent_dim": str(k), "pixel_range": "0,1"}
         real_means = None
         if real_images is not None:
             with torch.no_grad():

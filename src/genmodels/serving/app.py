@@ -1,7 +1,7 @@
 """The HTTP app: FastAPI over the model store; JSON or PNG out, 4xx with a message on bad input.
 
 Request bodies are JSON (Content-Type: application/json); images travel as base64 PNG or JPEG
-in an `image` field. See the Deployment section of README.md for every endpoint.
+in an `image` field. docs/deployment.md lists every endpoint.
 """
 
 from __future__ import annotations
@@ -24,8 +24,9 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from genmodels.config import ServeParams
+from genmodels.families import ENDPOINT_TASKS
 from genmodels.serving.images import ImageError, decode_base64_image, png_grid, resize
-from genmodels.serving.store import ENDPOINT_TASKS, IMAGE_SIDE, Graph, ModelStore, ServedModel
+from genmodels.serving.store import IMAGE_SIDE, Graph, ModelStore, ServedModel
 
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
@@ -264,7 +265,7 @@ def create_app(store: ModelStore, settings: ServeParams | None = None) -> FastAP
         if model is None:
             known = ", ".join(sorted(store.models)) or "none"
             raise ApiError(404, f"unknown model {name!r}; served models: {known}")
-        found = pick(model)
+        found = pick(model) if model.offers(endpoint.split()[0]) else None
         if found is None or found is False:
             # 503 when a graph that would serve this is broken; 404 when none ever could
             tasks = ENDPOINT_TASKS[endpoint.split()[0]]

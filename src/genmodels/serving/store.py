@@ -18,28 +18,10 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
+from genmodels.families import FAMILIES, TASKS, task_of
+
 log = logging.getLogger(__name__)
 
-# The graphs each family exports (the ONNX contract); an instance missing one is degraded.
-EXPECTED_GRAPHS: dict[str, tuple[str, ...]] = {
-    "autoencoder": ("encoder", "decoder"),
-    "vae": ("encoder", "decoder"),
-    "gan": ("generator",),
-    "cgan": ("generator",),
-    "cyclegan": ("generator_ab", "generator_ba"),
-    "srgan": ("generator",),
-    "evaluator": ("classifier",),
-}
-# The task of a graph whose metadata does not name one (files exported before the key existed).
-_TASK_BY_GRAPH = {
-    "encoder": "encode",
-    "decoder": "decode",
-    "generator": "generate",
-    "generator_ab": "translate",
-    "generator_ba": "translate",
-    "classifier": "classify",
-}
-TASKS = ("encode", "decode", "generate", "translate", "upscale", "classify")
 IMAGE_SIDE = 28
 
 
@@ -167,8 +149,15 @@ class ServedModel:
                 return g
         return None
 
+    def offers(self, endpoint: str) -> bool:
+        """Whether its family serves `endpoint` (any endpoint for a family the table lacks)."""
+        row = FAMILIES.get(self.family) if self.family else None
+        return row is None or endpoint in row.endpoints
+
     @property
     def endpoints(self) -> list[str]:
+        """The family's endpoints (genmodels.families) whose graphs loaded; for a family the
+        table does not know, every endpoint its graphs' tasks allow."""
         can = {
             "generate": self.generator is not None,
             "decode": self.decoder is not None,
@@ -176,15 +165,17 @@ class ServedModel:
             "translate": bool(self.by_task("translate")),
             "upscale": self.graph_for("upscale") is not None,
         }
-        return [name for name, ok in can.items() if ok]
+        return [name for name, ok in can.items() if ok and self.offers(name)]
 
     def describe(self) -> dict[str, Any]:
         """What /models tells a client: names, inputs, outputs, versions, what it can do."""
+        row = FAMILIES.get(self.family) if self.family else None
         info: dict[str, Any] = {
             "name": self.name,
             "family": self.family,
             "status": self.status,
             "endpoints": self.endpoints,
+            "generative": bool(row is not None and row.generative),
             "graphs": {name: g.as_json() for name, g in self.graphs.items()},
         }
         source = self.generator or self.decoder
@@ -236,23 +227,6 @@ def _check_contract(graph: Graph) -> str | None:
     return None
 
 
-def default_task(family: str | None, graph: str) -> str | None:
-    """The task of a graph whose metadata names none (files exported before the key)."""
-    if family == "srgan" and graph == "generator":
-        return "upscale"
-    return _TASK_BY_GRAPH.get(graph)
-
-
-# the tasks whose graphs each endpoint runs
-ENDPOINT_TASKS = {
-    "generate": ("generate", "decode"),
-    "decode": ("decode", "generate"),
-    "reconstruct": ("encode", "decode"),
-    "translate": ("translate",),
-    "upscale": ("upscale",),
-}
-
-
 def session_options(intra_op_threads: int, inter_op_threads: int,
                     spinning: bool = False) -> ort.SessionOptions:  # fmt: skip
     options = ort.SessionOptions()
@@ -276,7 +250,7 @@ def load_graph(
 ) -> Graph:
     """A Graph for one .onnx file; any failure leaves it unavailable with the reason."""
     graph = Graph(instance=instance, name=name, source=source or str(path), version=version)
-    graph.task = default_task(family, name)  # what it would do: a broken graph says so too
+    graph.task = task_of(family, name)  # what it would do: a broken graph says so too
     if not path.is_file():
         graph.error = f"{path}: missing; run `dvc repro export@{instance}`"
         return graph
@@ -292,7 +266,7 @@ def load_graph(
     graph.inputs = [_dims(i) for i in session.get_inputs()]
     graph.outputs = [_dims(o) for o in session.get_outputs()]
     family = graph.metadata.get("family", family)
-    graph.task = graph.metadata.get("task", default_task(family, name))
+    graph.task = graph.metadata.get("task", task_of(family, name))
     named = graph.metadata.get("graph", name)
     if named != name:
         graph.error = f"its metadata says it is the {named!r} graph, not {name!r}"
@@ -340,7 +314,7 @@ class ModelStore:
             family = expected.get(instance)
             folder = root / instance
             names = {p.stem for p in folder.glob("*.onnx")} if folder.is_dir() else set()
-            names |= set(EXPECTED_GRAPHS.get(family or "", ()))
+            names |= set(FAMILIES[family].graph_names() if family in FAMILIES else ())
             model = ServedModel(instance, family)
             for name in sorted(names):
                 graph = load_graph(instance, name, folder / f"{name}.onnx", options, family)
@@ -377,7 +351,7 @@ class ModelStore:
         champions = tracking.alias_versions(alias)
         wanted: dict[str, dict[str, str | None]] = {}
         for instance, family in expected.items():
-            for name in EXPECTED_GRAPHS.get(family, ()):
+            for name in FAMILIES[family].graph_names() if family in FAMILIES else ():
                 wanted.setdefault(instance, {})[name] = family
         for registered, version in champions.items():
             instance, _, name = registered.rpartition("-")
@@ -394,7 +368,7 @@ class ModelStore:
                         instance,
                         name,
                         f"models:/{registered}@{alias}",
-                        task=default_task(family, name),
+                        task=task_of(family, name),
                         error=f"{registered}: no version has the alias {alias!r} in the MLflow "
                         "registry (it failed its quality gate, or `make register` has not run)",
                     )
@@ -408,7 +382,7 @@ class ModelStore:
                         name,
                         uri,
                         str(version.version),
-                        task=default_task(family, name),
+                        task=task_of(family, name),
                         error=f"{uri}: {exc}",
                     )
                     continue

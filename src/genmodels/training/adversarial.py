@@ -9,13 +9,11 @@ grid per epoch and, through the monitor, evaluator-space FID, recall and class h
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from genmodels.figures import game_curves, save_rows
 from genmodels.metrics.game import collapse_signal, oscillation_index
 from genmodels.nn.adversarial import (
     discriminator_loss,
@@ -29,7 +27,7 @@ from genmodels.nn.adversarial import (
     r1_penalty,
     with_spectral_norm,
 )
-from genmodels.training.recipe import Batch, DataInfo, Recipe, unwrap
+from genmodels.training.recipe import Batch, DataInfo, EvalContext, Recipe, unwrap
 from genmodels.training.runtime import adam
 
 PROGRESS_SAMPLES = 16  # fixed latent vectors drawn into the per-epoch progression grid
@@ -91,7 +89,7 @@ class AdversarialRecipe(Recipe):
         psi = self.params.truncation_psi if psi is None else psi
         return torch.randn(n, self.params.latent_dim, generator=generator) * psi
 
-    def untruncated_metrics(self, ctx: Any, labels: Tensor | None = None) -> dict[str, Any]:
+    def untruncated_metrics(self, ctx: EvalContext, labels: Tensor | None = None) -> dict[str, Any]:
         """With the truncation trick on, the plain N(0, I) samples' metrics beside it."""
         if self.params.truncation_psi == 1.0:
             return {}
@@ -223,22 +221,3 @@ class AdversarialRecipe(Recipe):
         return {
             k: train_metrics[k] for k in ("oscillation_index", "collapse") if k in train_metrics
         }
-
-    # -- figures --------------------------------------------------------------------------------
-    def game_figures(self, ctx: Any, samples: Tensor) -> dict[str, Path]:
-        """Samples, the fixed-noise progression one row per epoch, and the game's curves."""
-        n, out = ctx.n_grid, ctx.figures_dir
-        figures = {
-            f"Samples of the {'EMA ' if self.ema is not None else ''}generator": save_rows(
-                list(samples[: 8 * n].split(n)), out / "samples.png"
-            )
-        }
-        if self.progress:
-            figures["Fixed-noise samples, one row per epoch (top: first epoch)"] = save_rows(
-                self.progress, out / "progression.png"
-            )
-        if ctx.train_history:
-            figures["The game: losses, D outputs, gradient norms, evaluator-space monitor"] = (
-                game_curves(ctx.train_history, out / "game.png", f"{self.params.loss} GAN")
-            )
-        return figures

@@ -11,11 +11,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
+
+from genmodels.metrics.space import EvaluatorSpace
 
 
 @dataclass(frozen=True)
@@ -68,7 +70,7 @@ class EvalContext:
     ssim_sigma: float
     seed: int
     device: torch.device
-    space: Any = None  # genmodels.features.EvaluatorSpace: features, classes, sample metrics
+    space: EvaluatorSpace | None = None  # features, classes, sample metrics
     n_samples: int = 0  # generated images to judge
     train_history: list[dict[str, float]] = field(default_factory=list)  # the logged rows
     train_metrics: dict[str, Any] = field(default_factory=dict)  # metrics/train/<instance>
@@ -95,13 +97,11 @@ def unwrap(module: nn.Module) -> nn.Module:
 class Recipe(ABC):
     """A model family: its modules, optimizers, one training step, evaluation and exports."""
 
-    family: ClassVar[str]
-
     def __init__(self, params: Any, data: DataInfo, device: torch.device):
         self.params = params
         self.data = data
         self.device = device
-        self.space: Any = None  # the evaluator space (genmodels.features), when monitoring
+        self.space: EvaluatorSpace | None = None  # the evaluator space, when monitoring
         self.monitor_samples = 0
         # True when training itself uses the evaluator (a loss in its features, as SRGAN's
         # content loss): the train stage then attaches the space even with monitoring off
@@ -117,7 +117,7 @@ class Recipe(ABC):
         """
         return {}
 
-    def attach_space(self, space: Any, monitor_samples: int) -> None:
+    def attach_space(self, space: EvaluatorSpace, monitor_samples: int) -> None:
         """Gives the recipe the evaluator space its monitor() judges samples in."""
         self.space, self.monitor_samples = space, monitor_samples
 

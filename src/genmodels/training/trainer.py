@@ -115,7 +115,10 @@ class Trainer:
             recipe.wrap_trained(distributed.wrapper(world, self.device))
         if settings.compile:  # after DDP, so that dynamo sees its buckets
             recipe.wrap_trained(torch.compile)
-            # one weight init for all (DDP broadcasts rank 0's), but each rank its own noise
+        if world.distributed or settings.compile:
+            # one weight init for all (DDP broadcast rank 0's when it wrapped them), but each
+            # rank its own noise (latents, dropout) from here on; a one-process run without
+            # compile keeps the RNG as seeding and building the recipe left it
             torch.manual_seed(settings.seed * 1009 + world.rank)
 
     def _accelerate(self, settings: TrainParams) -> None:
@@ -155,7 +158,9 @@ class Trainer:
             "recipe": self.recipe.state_dict(),
             "optimizers": {k: o.state_dict() for k, o in self.recipe.optimizers().items()},
             "schedulers": {k: s.state_dict() for k, s in self.recipe.schedulers().items()},
-            "extra": self.recipe.extra_state(),
+            # every rank's too: what a rank keeps of its own (the CycleGAN's history pools: its
+            # fakes and its own generator) goes back to that rank
+            "extra": distributed.gather_objects(self.recipe.extra_state(), self.world),
             # every rank's generator state, so each resumes its own noise
             "rng_cpu": distributed.gather_objects(torch.get_rng_state(), self.world),
             "rng_cuda": distributed.gather_objects(
@@ -191,7 +196,8 @@ class Trainer:
             opt.load_state_dict(payload["optimizers"][key])
         for key, sched in self.recipe.schedulers().items():
             sched.load_state_dict(payload["schedulers"][key])
-        self.recipe.load_extra_state(payload["extra"])
+        extra = payload["extra"]  # a dict in checkpoints from before it held every rank's
+        self.recipe.load_extra_state(extra[self.world.rank] if isinstance(extra, list) else extra)
         torch.set_rng_state(payload["rng_cpu"][self.world.rank].cpu())
         if payload["rng_cuda"][self.world.rank]:
             torch.cuda.set_rng_state_all([s.cpu() for s in payload["rng_cuda"][self.world.rank]])

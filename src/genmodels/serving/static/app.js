@@ -248,12 +248,11 @@ function readFile(file) {
   reader.readAsDataURL(file);
 }
 
-// Models trained to sample from N(0, I) first: an autoencoder's decoder is not one.
-const SAMPLERS = ["gan", "cgan", "vae"];
+// A model that samples from its prior (`generative` in /models) first: an autoencoder is not one.
 
 async function useSample() {
   const generators = can("generate");
-  const source = generators.find((m) => SAMPLERS.includes(m.family)) || generators[0];
+  const source = generators.find((m) => m.generative) || generators[0];
   if (!source) {
     showError("no model can generate a sample here: upload an image instead");
     return;
@@ -304,14 +303,14 @@ async function start() {
   }
   const generators = can("generate");
   fillSelect($("generate-model"), generators, (m) => `${m.name} (${m.family})`);
-  const sampler = generators.find((m) => SAMPLERS.includes(m.family));
+  const sampler = generators.find((m) => m.generative);
   if (sampler) $("generate-model").value = sampler.name;
   $("generate-section").hidden = !generators.length;
   onGenerateModel();
 
   // a VAE's prior is N(0, I), so [-3, 3]^2 covers its plane; an autoencoder's codes have no
   // such range, so it is left out
-  const planes = can("decode").filter((m) => m.latent_dim === 2 && m.family === "vae");
+  const planes = can("decode").filter((m) => m.latent_dim === 2 && m.generative);
   fillSelect($("explorer-model"), planes, (m) => `${m.name} (${m.family})`);
   $("explorer-section").hidden = !planes.length;
 

@@ -1,6 +1,6 @@
 """`make repro`: runs `dvc repro` and, when it ran stages, records its wall time in
-reports/bench/repro.json (stages run, seconds in all and per stage, machine) for the benchmark
-table."""
+reports/bench/repro.json (stages run, seconds in all and per stage, machine), then renders the
+figures section of docs/benchmarks.md from the reports (tools/bench_docs.py)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+
+from bench_docs import update_docs
 
 OUT = Path("reports/bench/repro.json")
 
@@ -59,6 +61,7 @@ def main() -> int:
         OUT.parent.mkdir(parents=True, exist_ok=True)
         OUT.write_text(json.dumps(record, indent=2) + "\n")
         print(f"dvc repro ran {len(stages)} stages in {seconds / 60:.1f} min -> {OUT}")
+        update_docs()
     return code
 
 

@@ -1,4 +1,4 @@
-"""`make bench` (pipeline/bench.py): the Trainer against a bare loop, on the real recipes."""
+"""`make bench` (tools/bench.py): the Trainer against a bare loop, on the real recipes."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import torch
 from genmodels.config import Params
 from helpers import REPO
 
-sys.path.insert(0, str(REPO / "pipeline"))
+sys.path.insert(0, str(REPO / "tools"))
 import bench  # noqa: E402
 
 

@@ -9,6 +9,8 @@ on the same recipe after a warm-up, alternated (bare, Trainer, bare, ...), each 
 against the bare runs either side of it, so that a drift in the machine's speed does not bias
 one side. Many short rounds rather than a few long ones: the drift is slow, so close
 neighbours differ less, and the median of nine pairs moves less than that of three.
+Not a stage (the numbers depend on the machine); the figures section of docs/benchmarks.md is
+rendered from the file at the end (tools/bench_docs.py).
 """
 
 from __future__ import annotations
@@ -18,19 +20,22 @@ import logging
 import statistics
 import tempfile
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import torch
 
+from bench_docs import update_docs
 from genmodels.config import EVALUATOR, TrainParams, load_params
 from genmodels.data.prepared import load_prepared
-from genmodels.features import load_space
 from genmodels.io import write_json
 from genmodels.models import build_recipe, data_info
+from genmodels.models.evaluator import load_space
 from genmodels.report import markdown_table
 from genmodels.stage import run_stage
 from genmodels.training import Batch, Budget, Trainer, TrainOutputs
 from genmodels.training.runtime import seed_everything, select_device, set_threads
+from timed_repro import cpu_model
 
 OUT = Path("reports/bench/train.json")
 WARMUP_STEPS = 5
@@ -164,6 +169,8 @@ def main(args) -> None:
     report = {
         "device": str(device),
         "threads": torch.get_num_threads(),
+        "cpu_model": cpu_model(),
+        "finished": datetime.now(UTC).isoformat(timespec="seconds"),
         "training": results,
         "evaluate_seconds": evaluate_cost,
         "repro": repro,
@@ -176,6 +183,7 @@ def main(args) -> None:
              f"{100 * r['trainer_overhead_in_run']:.1f}%",
              f"{100 * r['data_fraction']:.2f}%"] for name, r in results.items()]  # fmt: skip
     print(markdown_table(header, rows))
+    update_docs()
 
 
 if __name__ == "__main__":

@@ -7,7 +7,8 @@ the same epochs, batch size and seed, and the experiments stay listed in `dvc ex
 Between variants and at the end, the gan's committed params, lock entries and outputs are
 put back (git for the small files, `dvc checkout` for the weights), so the workspace ends as
 it began; it refuses to start when those files hold uncommitted changes, which it would
-overwrite. `--table-only` rebuilds the table from the experiments.
+overwrite. `--table-only` rebuilds the table from the experiments. The figures section of
+docs/benchmarks.md is rendered from the table's JSON at the end (tools/bench_docs.py).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from bench_docs import ABLATION_COLUMNS, update_docs
 from genmodels.io import write_json, write_text
 from genmodels.report import markdown_table
 
@@ -31,9 +33,7 @@ VARIANTS: dict[str, dict[str, str]] = {
     "wgan-gp": {"loss": "wgan_gp", "n_critic": "5", "d_norm": "layer", "betas": "[0.0,0.9]"},
 }
 METRIC_FILE = "metrics/eval/gan.json"
-COLUMNS = [("FID", "fid"), ("precision", "precision"), ("recall", "recall"),
-           ("classes covered", "class_coverage"), ("class KL", "class_kl"),
-           ("oscillation index", "oscillation_index"), ("train s", "train_seconds")]  # fmt: skip
+COLUMNS = [(label, key) for label, key, _ in ABLATION_COLUMNS]  # those of docs/benchmarks.md
 
 
 def dvc(*args: str, capture: bool = False) -> subprocess.CompletedProcess:
@@ -116,6 +116,7 @@ def main() -> int:
     write_json(OUT / "gan.json", {name: results[name] for name in VARIANTS if name in results})
     write_text(OUT / "gan.md", table + "\n")
     print(table)
+    update_docs()
     return 0 if not missing else 1
 
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from genmodels.errors import UserError
-from genmodels.features import RealReference
+from genmodels.metrics.space import RealReference
 
 
 def test_real_test_images_score_near_the_floor(digits_prepared, digits_space):

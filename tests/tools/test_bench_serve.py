@@ -1,15 +1,19 @@
-"""`make bench-serve` (pipeline/bench_serve.py): in-process latencies per thread setting."""
+"""`make bench-serve` (tools/bench_serve.py): in-process latencies per thread setting, and the
+targets checked against params.yaml's bench thresholds."""
 
 from __future__ import annotations
 
 import sys
 
+import pytest
 import torch
+from pydantic import ValidationError
 from torch import nn
 
+from genmodels.config import BenchParams
 from helpers import REPO
 
-sys.path.insert(0, str(REPO / "pipeline"))
+sys.path.insert(0, str(REPO / "tools"))
 import bench_serve  # noqa: E402
 
 
@@ -51,3 +55,47 @@ def test_a_graph_without_its_module_is_timed_alone(tmp_path):
     assert result["serving"]["pytorch_eager"] == {"error": "model.pt: missing"}
     assert result["serving"]["onnxruntime"]["batch_1"]["runs"] > 0
     assert "speedup_batch_1" not in result
+
+
+def _graphs(speedup: float, p99_ms: float) -> dict[str, dict]:
+    """bench_serve's per-graph results, reduced to what the targets read."""
+    http = {"endpoint": "/generate/gan", "p99_ms": p99_ms}
+    return {
+        "gan/generator": {"speedup_batch_1": speedup, "http": http},
+        "vae/encoder": {"speedup_batch_1": 0.5, "http": {"endpoint": "/reconstruct/vae",
+                                                         "p99_ms": 99.0}},
+        "evaluator/classifier": {"speedup_batch_1": 0.5},
+    }  # fmt: skip
+
+
+def test_targets_use_the_params_thresholds_and_name_them():
+    lenient = BenchParams(min_speedup_batch_1=1.4, max_http_p99_ms=15.0)
+    strict = BenchParams(min_speedup_batch_1=2.0, max_http_p99_ms=10.0)
+    assert bench_serve.evaluate_targets(_graphs(1.5, 12.0), lenient) == {
+        "onnxruntime_1.4x_faster_at_batch_1": {"gan/generator": True},
+        "http_p99_at_most_15_ms": {"gan/generator": True},
+    }
+    # only decoders and generators, only /generate: encoders and the classifier are not judged
+    assert bench_serve.evaluate_targets(_graphs(1.5, 12.0), strict) == {
+        "onnxruntime_2x_faster_at_batch_1": {"gan/generator": False},
+        "http_p99_at_most_10_ms": {"gan/generator": False},
+    }
+    # the bounds are inclusive
+    exact = BenchParams(min_speedup_batch_1=1.5, max_http_p99_ms=12.0)
+    assert all(
+        met["gan/generator"]
+        for met in bench_serve.evaluate_targets(_graphs(1.5, 12.0), exact).values()
+    )
+
+
+def test_the_default_thresholds_keep_the_reports_target_names():
+    assert bench_serve.target_names(BenchParams()) == (
+        "onnxruntime_2x_faster_at_batch_1",
+        "http_p99_at_most_20_ms",
+    )
+
+
+def test_thresholds_must_be_positive():
+    for bad in ({"min_speedup_batch_1": 0}, {"max_http_p99_ms": -1.0}):
+        with pytest.raises(ValidationError):
+            BenchParams(**bad)

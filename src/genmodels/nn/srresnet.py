@@ -1,0 +1,141 @@
+"""SRGAN's networks (Ledig et al. 2017): the SRResNet generator, its exported sub-pixel form,
+and the discriminator."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import torch
+from torch import Tensor, nn
+
+HEAD_KERNEL = 9  # the paper's 9x9 first and last convolutions (cheap at 7x7)
+TAIL_KERNEL = 5  # the last one runs at full resolution: 5x5 keeps it CPU-sized
+
+
+class PReLUResidualBlock(nn.Module):
+    """conv 3x3 - PReLU - conv 3x3, added to the input (no BatchNorm, as EDSR: Lim et al.
+    2017 show it costs SR quality, and it would tie the output to batch statistics)."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(channels, channels, 3, padding=1),
+            nn.PReLU(channels),
+            nn.Conv2d(channels, channels, 3, padding=1),
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x + self.body(x)
+
+
+class SRResNet(nn.Module):
+    """The SRGAN generator: conv 9x9 + PReLU, residual blocks and a conv with a long skip
+    connection around them, log2(scale) x (conv to 4C channels, PixelShuffle(2), PReLU), and a
+    conv to the image. Fully convolutional: [N, C, h, w] in [0, 1] -> [N, C, h*s, w*s] in [0, 1]
+    for any h and w (the output's sigmoid is the paper's tanh rescaled to [0, 1])."""
+
+    def __init__(self, scale: int, channels: int, blocks: int, image_channels: int = 1):
+        super().__init__()
+        if scale not in (2, 4):
+            raise ValueError(f"scale {scale}: 2 or 4")
+        self.scale = scale
+        self.head = nn.Sequential(
+            nn.Conv2d(image_channels, channels, HEAD_KERNEL, padding=HEAD_KERNEL // 2),
+            nn.PReLU(channels),
+        )
+        self.body = nn.Sequential(
+            *[PReLUResidualBlock(channels) for _ in range(blocks)],
+            nn.Conv2d(channels, channels, 3, padding=1),
+        )
+        upsampling: list[nn.Module] = []
+        for _ in range(int(math.log2(scale))):
+            upsampling += [
+                nn.Conv2d(channels, 4 * channels, 3, padding=1),
+                nn.PixelShuffle(2),
+                nn.PReLU(channels),
+            ]
+        self.tail = nn.Sequential(
+            *upsampling,
+            nn.Conv2d(channels, image_channels, TAIL_KERNEL, padding=TAIL_KERNEL // 2),
+        )
+
+    def forward(self, low_res: Tensor) -> Tensor:
+        head = self.head(low_res * 2.0 - 1.0)
+        return torch.sigmoid(self.tail(head + self.body(head)))
+
+
+def subpixel_conv(conv: nn.Conv2d, r: int) -> nn.Conv2d:
+    """conv(PixelShuffle(r)(v)) as PixelShuffle(r)(subpixel_conv(conv, r)(v)): the same
+    convolution computed on the low-resolution side, r*r output channels per original one (the
+    sub-pixel convolution of Shi et al. 2016). Exact for a stride-1, odd, 'same'-padded conv."""
+    out_ch, in_ch, k, k_w = conv.weight.shape
+    p = k // 2
+    if (k != k_w or k % 2 == 0 or conv.padding != (p, p) or conv.stride != (1, 1)
+            or conv.groups != 1 or conv.dilation != (1, 1)):  # fmt: skip
+        raise ValueError(f"the sub-pixel form needs an odd, square, stride-1, 'same' conv: {conv}")
+    lo, hi = (-p) // r, (r - 1 + k - 1 - p) // r  # fine offsets -p..k-1-p in coarse steps
+    coarse = nn.Conv2d(in_ch * r * r, out_ch * r * r, hi - lo + 1, padding=hi)
+    with torch.no_grad():
+        weight, source = coarse.weight.zero_(), conv.weight
+        # output pixel (r*h + ao, r*w + bo) reads fine pixel (r*(h+m) + a, ...) = coarse channel
+        # c*r*r + a*r + b at (h+m, w+n), through the fine kernel tap r*m + a - ao (+ p)
+        for ao, bo, a, b in itertools.product(range(r), repeat=4):
+            for m, n in itertools.product(range(lo, hi + 1), repeat=2):
+                i, j = r * m + a - ao + p, r * n + b - bo + p
+                if 0 <= i < k and 0 <= j < k:
+                    weight[ao * r + bo :: r * r, a * r + b :: r * r, m - lo, n - lo] = source[
+                        :, :, i, j
+                    ]
+        if conv.bias is None:
+            coarse.bias.zero_()
+        else:
+            coarse.bias.copy_(conv.bias.repeat_interleave(r * r))
+    return coarse
+
+
+class DeployedSRResNet(nn.Module):
+    """An SRResNet's exported form: the same function with its last PixelShuffle moved to the
+    end. PReLU commutes with it (the slopes repeated per sub-pixel) and the full-resolution conv
+    becomes a sub-pixel conv, so no conv runs at full resolution; onnxruntime's blocked
+    convolutions would otherwise pad that conv's one output channel to a whole block."""
+
+    def __init__(self, generator: SRResNet):
+        super().__init__()
+        *upsampling, shuffle, prelu, conv = generator.tail
+        r = shuffle.upscale_factor
+        self.head, self.body = generator.head, generator.body
+        self.upsampling = nn.Sequential(*upsampling)
+        self.prelu = nn.PReLU(prelu.num_parameters * r * r)
+        with torch.no_grad():
+            self.prelu.weight.copy_(prelu.weight.repeat_interleave(r * r))
+        self.conv = subpixel_conv(conv, r)
+        self.shuffle = nn.PixelShuffle(r)
+
+    def forward(self, low_res: Tensor) -> Tensor:
+        head = self.head(low_res * 2.0 - 1.0)
+        coarse = self.prelu(self.upsampling(head + self.body(head)))
+        return self.shuffle(torch.sigmoid(self.conv(coarse)))
+
+
+class SRDiscriminator(nn.Module):
+    """The paper's discriminator at 28x28 and CPU size: conv 3x3 + LeakyReLU(0.2), then one
+    stride-2 conv + LeakyReLU per width (28 -> 14 -> 7), and a dense layer to one logit. No
+    BatchNorm: spectral normalisation is the option (`spectral_norm`)."""
+
+    def __init__(self, image_shape: tuple[int, int, int], channels: list[int]):
+        super().__init__()
+        c, h, w = image_shape
+        factor = 2 ** len(channels)
+        if h % factor or w % factor:
+            raise ValueError(f"image {h}x{w} is not divisible by 2^{len(channels)}")
+        layers: list[nn.Module] = [nn.Conv2d(c, channels[0], 3, padding=1), nn.LeakyReLU(0.2)]
+        in_ch = channels[0]
+        for ch in channels:
+            layers += [nn.Conv2d(in_ch, ch, 4, stride=2, padding=1), nn.LeakyReLU(0.2)]
+            in_ch = ch
+        layers += [nn.Flatten(), nn.Linear(in_ch * (h // factor) * (w // factor), 1)]
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, images: Tensor) -> Tensor:
+        return self.net(images * 2.0 - 1.0)

@@ -1,0 +1,235 @@
+"""Tiny ONNX graphs of every kind the service and the registry handle, exported by the real
+export code (the fixtures are registered in tests/conftest.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from genmodels.export import export_onnx
+from genmodels.training.recipe import Exportable
+
+SIDE = 28
+# instance -> family, as params.yaml's models: would say
+FAMILIES = {
+    "ae": "autoencoder",
+    "vae2": "vae",
+    "gan": "gan",
+    "cgan": "cgan",
+    "cyclegan": "cyclegan",
+    "srgan": "srgan",
+    "evaluator": "evaluator",
+}
+
+
+class Encoder(nn.Module):
+    def __init__(self, k: int, two_heads: bool = False):
+        super().__init__()
+        self.fc = nn.Linear(SIDE * SIDE, 32)
+        self.mean = nn.Linear(32, k)
+        self.logvar = nn.Linear(32, k) if two_heads else None
+
+    def forward(self, image):
+        h = torch.relu(self.fc(image.flatten(1)))
+        if self.logvar is None:
+            return self.mean(h)
+        return self.mean(h), self.logvar(h)
+
+
+class Decoder(nn.Module):
+    def __init__(self, k: int):
+        super().__init__()
+        self.fc = nn.Linear(k, 7 * 7 * 4)
+        self.up = nn.ConvTranspose2d(4, 1, 4, stride=4)
+
+    def forward(self, z):
+        return torch.sigmoid(self.up(torch.relu(self.fc(z)).view(-1, 4, 7, 7)))
+
+
+class CondGenerator(nn.Module):
+    def __init__(self, k: int, classes: int):
+        super().__init__()
+        self.emb = nn.Embedding(classes, 4)
+        self.dec = Decoder(k + 4)
+
+    def forward(self, z, label):
+        return self.dec(torch.cat([z, self.emb(label)], dim=1))
+
+
+class Translator(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 1, 3, padding=1)
+
+    def forward(self, image):
+        return torch.sigmoid(self.conv(image) * 4 - 2)
+
+
+class Upscaler(nn.Module):
+    def __init__(self, scale: int):
+        super().__init__()
+        self.conv = nn.Conv2d(1, scale * scale, 3, padding=1)
+        self.shuffle = nn.PixelShuffle(scale)
+
+    def forward(self, image):
+        return torch.sigmoid(self.shuffle(self.conv(image)))
+
+
+class Classifier(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(SIDE * SIDE, 16)
+        self.out = nn.Linear(16, 10)
+
+    def forward(self, image):
+        features = torch.relu(self.fc(image.flatten(1)))
+        return torch.softmax(self.out(features), dim=1), features
+
+
+def _meta(family, instance, graph, task, **extra) -> dict[str, str]:
+    return {
+        "family": family,
+        "instance": instance,
+        "graph": graph,
+        "task": task,
+        "pixel_range": "0,1",
+        **{k: str(v) for k, v in extra.items()},
+    }
+
+
+def _image_graph(name, module, meta, outputs, spatial=False) -> Exportable:
+    axes = {0: "batch", 2: "height", 3: "width"} if spatial else {0: "batch"}
+    return Exportable(
+        name=name,
+        module=module,
+        example_inputs=(torch.rand(2, 1, 14 if spatial else SIDE, 14 if spatial else SIDE),),
+        input_names=["image"],
+        output_names=list(outputs),
+        dynamic_axes={"image": axes},
+        doc=f"test {name}",
+        metadata=meta,
+    )
+
+
+def _z_graph(name, module, k, meta, label=False) -> Exportable:
+    inputs = (torch.randn(2, k),) + ((torch.tensor([0, 2]),) if label else ())
+    names = ["z", "label"] if label else ["z"]
+    return Exportable(
+        name=name,
+        module=module,
+        example_inputs=inputs,
+        input_names=names,
+        output_names=["image"],
+        dynamic_axes={n: {0: "batch"} for n in names},
+        doc=f"test {name}",
+        metadata=meta,
+    )
+
+
+def tiny_exportables() -> dict[str, list[Exportable]]:
+    """instance -> its graphs, following the ONNX contract of every family."""
+    torch.manual_seed(0)
+    return {
+        "ae": [
+            _image_graph(
+                "encoder",
+                Encoder(8),
+                _meta("autoencoder", "ae", "encoder", "encode", latent_dim=8),
+                outputs=("z",),
+            ),
+            _z_graph(
+                "decoder",
+                Decoder(8),
+                8,
+                _meta("autoencoder", "ae", "decoder", "decode", latent_dim=8),
+            ),
+        ],
+        "vae2": [
+            _image_graph(
+                "encoder",
+                Encoder(2, two_heads=True),
+                _meta("vae", "vae2", "encoder", "encode", latent_dim=2),
+                outputs=("mean", "logvar"),
+            ),
+            _z_graph(
+                "decoder", Decoder(2), 2, _meta("vae", "vae2", "decoder", "decode", latent_dim=2)
+            ),
+        ],
+        "gan": [
+            _z_graph(
+                "generator",
+                Decoder(6),
+                6,
+                _meta("gan", "gan", "generator", "generate", latent_dim=6),
+            )
+        ],
+        "cgan": [
+            _z_graph(
+                "generator",
+                CondGenerator(6, 10),
+                6,
+                _meta(
+                    "cgan",
+                    "cgan",
+                    "generator",
+                    "generate",
+                    latent_dim=6,
+                    num_classes=10,
+                    truncation_psi=0.5,
+                ),  # the truncation trick: served z ~ N(0, 0.25 I)
+                label=True,
+            )
+        ],
+        "cyclegan": [
+            _image_graph(
+                f"generator_{d}",
+                Translator(),
+                _meta(
+                    "cyclegan",
+                    "cyclegan",
+                    f"generator_{d}",
+                    "translate",
+                    direction=d,
+                    domain_a="clean",
+                    domain_b="noisy",
+                ),
+                outputs=("translated",),  # ONNX names are SSA: not "image" again
+            )
+            for d in ("ab", "ba")
+        ],
+        "srgan": [
+            _image_graph(
+                "generator",
+                Upscaler(2),
+                _meta("srgan", "srgan", "generator", "upscale", scale=2),
+                outputs=("high_res",),
+                spatial=True,
+            )
+        ],
+        "evaluator": [
+            _image_graph(
+                "classifier",
+                Classifier(),
+                _meta("evaluator", "evaluator", "classifier", "classify", num_classes=10),
+                outputs=("probabilities", "features"),
+            )
+        ],
+    }
+
+
+@pytest.fixture(scope="session")
+def families() -> dict[str, str]:
+    return dict(FAMILIES)
+
+
+@pytest.fixture(scope="session")
+def tiny_exported(tmp_path_factory) -> Path:
+    """exported/<instance>/<graph>.onnx for every kind, made once per test session."""
+    root = tmp_path_factory.mktemp("exported")
+    for instance, graphs in tiny_exportables().items():
+        for exportable in graphs:
+            export_onnx(exportable, root / instance / f"{exportable.name}.onnx", opset=18)
+    return root
