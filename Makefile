@@ -52,8 +52,11 @@ evaluate: setup  ## evaluate every instance and print the metrics table
 	$(RUN) dvc repro report
 	@$(RUN) python pipeline/report.py --print-only
 
+# Two pytest-xdist workers, one test file each at a time (module fixtures are built once): the
+# end-to-end DAG on one worker while the other takes the unit tests. TEST_WORKERS=0: one process.
+TEST_WORKERS ?= 2
 test: setup lint browser  ## ruff, then the whole pytest suite (unit + end-to-end)
-	$(RUN) pytest -q
+	$(RUN) pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 # The web page's end-to-end test drives Debian's headless Chromium through chromedriver.
 browser:

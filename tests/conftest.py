@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
+import torch
 
 from genmodels.config import DataParams
 from genmodels.data.prepared import PreparedData, load_prepared, prepare
 from genmodels.metrics.space import EvaluatorSpace, SuiteSettings, compute_reference
 from tiny_graphs import families, tiny_exported  # noqa: F401 - fixtures for every folder
+
+
+def pytest_configure(config):
+    # An xdist worker shares the cores with the other worker; the stage processes that tests
+    # start keep torch's default thread count.
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")

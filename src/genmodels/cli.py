@@ -13,7 +13,7 @@ import sys
 from typing import Any
 
 from genmodels.errors import UserError
-from genmodels.stage import LOG_FORMAT, QUIET_LOGGERS
+from genmodels.stage import LOG_FORMAT, run_logged
 
 ENV_ARGS = "GENMODELS_SERVE_ARGS"  # how `serve` hands its arguments to worker processes
 log = logging.getLogger("genmodels.serve")
@@ -176,15 +176,7 @@ def main(argv: list[str] | None = None) -> None:
         help="serve the champion versions of the MLflow registry instead of exported/",
     )
     serve.add_argument("--workers", type=int, help="server processes (params serve.workers)")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
-    for name in QUIET_LOGGERS:
-        logging.getLogger(name).setLevel(logging.WARNING)
-    try:
-        _serve(args)
-    except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
+    run_logged(_serve, parser.parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -68,7 +68,11 @@ def run_stage(
     parser.add_argument("--params", default="params.yaml", help="the params file (params.yaml)")
     if add_args is not None:
         add_args(parser)
-    args = parser.parse_args()
+    run_logged(main, parser.parse_args())
+
+
+def run_logged(main: Callable[[argparse.Namespace], None], args: argparse.Namespace) -> None:
+    """Runs main with INFO logging; a UserError is one line on stderr and exit status 2."""
     logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
     for name in QUIET_LOGGERS:
         logging.getLogger(name).setLevel(logging.WARNING)
