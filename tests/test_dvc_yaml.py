@@ -81,6 +81,13 @@ def test_no_stage_depends_on_a_module_none_of_its_instances_imports():
         assert unused == [], name
 
 
+def test_source_deps_are_modules_not_folders():
+    # a folder dep would outdate every stage it covers when a module no stage imports is added
+    folders = sorted({d for stage in expanded_stages().values() for d in stage["deps"]
+                      if d.startswith("src/") and not d.endswith(".py")})  # fmt: skip
+    assert folders == []
+
+
 def placeholder(root: Path, path: str, as_dir: bool) -> None:
     target = root / path
     if target.exists():
