@@ -294,8 +294,6 @@ def read_images(
     digest = hashlib.sha256()
     kept: list[Path] = []
     skipped: list[dict[str, str]] = []
-    if size is not None:
-        check_memory(len(paths), channels, size, size, max_memory_gb)
     stack = ImageStack(len(paths), channels, max_memory_gb)
     workers = workers or min(8, os.cpu_count() or 1)
 
