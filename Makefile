@@ -6,7 +6,7 @@ RUN := $(UV) run --frozen
 DATASET_DIR := /usr/share/datasets/fashion-mnist
 
 .PHONY: help setup dataset repro evaluate test lint format mlflow-ui clean-checkpoints
-.PHONY: browser serve register bench bench-serve bench-docs train-ddp ablation
+.PHONY: browser serve register bench bench-serve bench-prepare bench-docs train-ddp ablation
 
 MODEL ?= gan
 NPROC ?= 2
@@ -39,6 +39,9 @@ repro: setup  ## run the whole pipeline (dvc repro); its wall time -> reports/be
 
 bench: setup  ## training throughput (Trainer vs a bare loop), data wait, evaluate cost -> reports/bench/train.json
 	$(RUN) python tools/bench.py
+
+bench-prepare: setup  ## prepare 50,000 RGB PNG files of 32x32 (CIFAR-10's size) -> reports/bench/prepare.json
+	$(RUN) python tools/bench_prepare.py
 
 # The figures section of docs/benchmarks.md; every bench tool also renders it when it finishes.
 bench-docs: $(if $(findstring .tools/bin/uv,$(UV)),.tools/bin/uv)  ## render docs/benchmarks.md from reports/bench/*.json

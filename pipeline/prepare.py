@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from genmodels.config import load_params
-from genmodels.data.prepared import prepare
+from genmodels.data.prepare import prepare
 from genmodels.stage import run_stage
 from genmodels.tracking import stage_run
 

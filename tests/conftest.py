@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from genmodels.config import DataParams
-from genmodels.data.prepared import PreparedData, load_prepared, prepare
+from genmodels.data.prepare import prepare
+from genmodels.data.prepared import PreparedData, load_prepared
 from genmodels.metrics.space import EvaluatorSpace, SuiteSettings, compute_reference
 from tiny_graphs import families, tiny_exported  # noqa: F401 - fixtures for every folder
 

@@ -39,7 +39,7 @@ def with_change(section: str, key: str, value, instance: str | None = None) -> d
             "models.ae.latent_dim: Input should be a valid integer",
         ),
         (with_change("models", "lr", -1.0, "ae"), "models.ae.lr: Input should be greater than 0"),
-        (with_change("data", "name", "cifar10"), "data.name: Input should be 'fashion_mnist'"),
+        (with_change("data", "name", "imagenet"), "data.name: Input should be 'fashion_mnist'"),
         (with_change("train", "device", "gpu"), "train.device: String should match pattern"),
         (with_change("models", "steps", 10, "ae"), "set exactly one of 'epochs' or 'steps'"),
         (with_change("evaluate", "ssim_window", 10), "ssim_window must be odd"),

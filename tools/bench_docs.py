@@ -1,6 +1,7 @@
 """`make bench-docs`: renders the figures section of docs/benchmarks.md from the benchmark
 reports: reports/bench/train.json (`make bench`), repro.json (`make repro`), serve.json
-(`make bench-serve`) and reports/ablation/gan.json (`make ablation`).
+(`make bench-serve`), prepare.json (`make bench-prepare`) and reports/ablation/gan.json
+(`make ablation`).
 
 Only the part between the markers `<!-- bench:start -->` and `<!-- bench:end -->` is rewritten;
 the text around it (the method of each benchmark) is left as it is. Every number in that part
@@ -206,6 +207,21 @@ def serve_section(serve: dict | None) -> str:
     return "\n".join(out)
 
 
+def prepare_section(prepare: dict | None) -> str:
+    out = ["### Preparing a folder of images (`make bench-prepare`, `reports/bench/prepare.json`)",
+           ""]  # fmt: skip
+    if not prepare:
+        return "\n".join([*out, _missing("reports/bench/prepare.json", "make bench-prepare")])
+    runs = ", ".join(f"{cell(t, 1)} s" for t in prepare.get("seconds", []))
+    met = "met" if prepare.get("target_met") else "not met"
+    out.append(
+        f"{prepare.get('what', '-')}: median {cell(prepare.get('median_seconds'), 1)} s "
+        f"(runs: {runs}), target at most {cell(prepare.get('target_max_seconds'))} s, {met}. "
+        f"Processor {prepare.get('cpu_model') or '-'}."
+    )
+    return "\n".join(out)
+
+
 def ablation_section(ablation: dict | None) -> str:
     out = ["### GAN loss ablation (`make ablation`, `reports/ablation/gan.json`)", ""]
     if not ablation:
@@ -229,6 +245,7 @@ def figures(bench_dir: Path = BENCH_DIR, ablation: Path = ABLATION) -> str:
         training_section(train),
         repro_section(repro),
         serve_section(_load(bench_dir / "serve.json")),
+        prepare_section(_load(bench_dir / "prepare.json")),
         ablation_section(_load(ablation)),
     ])  # fmt: skip
 

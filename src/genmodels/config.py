@@ -44,16 +44,65 @@ class DomainParams(Strict):
         return self
 
 
+IDX_NAMES = ("fashion_mnist", "mnist", "kmnist")
+TORCHVISION_NAMES = ("cifar10", "cifar100", "svhn", "stl10", "celeba", "flowers102")
+DataName = Literal[
+    "fashion_mnist", "mnist", "kmnist", "digits", "folder", "photos",
+    "cifar10", "cifar100", "svhn", "stl10", "celeba", "flowers102",
+]  # fmt: skip
+
+
 class DataParams(Strict):
-    name: Literal["fashion_mnist", "mnist", "kmnist", "digits"] = "fashion_mnist"
+    """Where the images come from and the shape they are prepared at (genmodels.data)."""
+
+    name: DataName = "fashion_mnist"
     raw_dir: str = "data/raw"
     prepared_dir: str = "data/prepared"
     download: bool = True
     limit_train: Annotated[int, Field(gt=0)] | None = None
     limit_test: Annotated[int, Field(gt=0)] | None = None
     subset_seed: int = 0
-    digits_test_fraction: Annotated[float, Field(gt=0, lt=1)] = 0.2
+    folder: str | None = None  # name folder: class subfolders, a flat folder, or train/ test/
+    test_fraction: Annotated[float, Field(gt=0, lt=1)] = (
+        0.2  # digits; a folder with no train/ test/
+    )
+    channels: Literal[1, 3] | None = None  # 1: grayscale, 3: RGB; null: the source's own
+    image_size: Annotated[int, Field(ge=8, le=1024)] | None = None  # null: the source's own
+    # fit: shorter side to image_size, then the centre crop; crops: patches of crop_size (photos)
+    resize: Literal["auto", "fit", "crops"] = "auto"  # auto: crops for photos, else fit
+    crop_size: Annotated[int, Field(ge=8, le=1024)] = 96
+    crops_per_image: Annotated[int, Field(gt=0, le=100000)] = 64  # random crops per train image
+    test_photos: Annotated[int, Field(gt=0)] = 3  # photos: whole photos held out for testing
+    attribute: str | None = None  # celeba: the attribute that labels it (e.g. Smiling)
+    skip_unreadable: bool = False  # true: leave out unreadable files, listed in the manifest
+    max_memory_gb: Annotated[float, Field(gt=0)] = 8.0  # cap on the prepared uint8 tensors
     domains: DomainParams = DomainParams()  # the CycleGAN's unpaired domains
+
+    @property
+    def resize_policy(self) -> str:
+        if self.resize == "auto":
+            return "crops" if self.name == "photos" else "fit"
+        return self.resize
+
+    @model_validator(mode="after")
+    def _coherent_source(self):
+        if self.name == "folder" and self.folder is None:
+            raise ValueError("data.name folder needs data.folder: set it to the folder of images")
+        if self.attribute is not None and self.name != "celeba":
+            raise ValueError(
+                "data.attribute labels celeba only; remove it or set data.name: celeba"
+            )
+        if self.resize_policy == "crops":
+            if self.name not in ("folder", "photos"):
+                raise ValueError(
+                    "data.resize crops takes patches of large photos: set data.name to folder or "
+                    "photos, or data.resize to fit"
+                )
+            if self.image_size is not None:
+                raise ValueError(
+                    "data.resize crops makes data.crop_size patches: leave data.image_size null"
+                )
+        return self
 
 
 class TrainParams(Strict):
@@ -406,6 +455,8 @@ class BenchParams(Strict):
     min_speedup_batch_1: Annotated[float, Field(gt=0)] = 2.0
     # HTTP p99 of one sample from /generate under the bench's concurrent clients
     max_http_p99_ms: Annotated[float, Field(gt=0)] = 20.0
+    # bench-prepare: seconds to prepare 50,000 RGB PNG files of 32x32 (CIFAR-10's size)
+    max_prepare_seconds: Annotated[float, Field(gt=0)] = 120.0
 
 
 def _family_params(entry: Any, handler: Any) -> ModelBase:

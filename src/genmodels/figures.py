@@ -25,18 +25,6 @@ def _pyplot() -> Any:
     return plt
 
 
-CLASS_NAMES = {
-    "fashion_mnist": [
-        "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-        "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
-    ],
-}  # fmt: skip
-
-
-def class_names(dataset: str, num_classes: int = 10) -> list[str]:
-    return CLASS_NAMES.get(dataset, [str(i) for i in range(num_classes)])
-
-
 def save_rows(rows: Sequence[Tensor], path: Path, padding: int = 2) -> Path:
     """One image row per tensor (same count each), e.g. originals over reconstructions."""
     per_row = rows[0].shape[0]

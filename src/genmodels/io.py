@@ -49,6 +49,22 @@ def save_torch(obj: Any, path: str | Path) -> Path:
     return write_with(path, write)
 
 
+def load_torch(path: str | Path, missing: str, fix: str) -> Any:
+    """torch.load (weights_only) of a file on the CPU; one UserError naming the file for a
+    missing one (`missing` says what it is) or a damaged one, each ending with `fix`."""
+    from genmodels.errors import UserError
+
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: no {missing}; {fix}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch.load raises many kinds of error on a damaged file
+        # its first line only: torch's unpickler errors run to a page of advice
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise UserError(f"{path}: corrupt or unreadable ({first}); {fix}") from None
+
+
 def write_text(path: str | Path, text: str) -> Path:
     return write_with(path, lambda tmp: tmp.write_text(text))
 

@@ -174,7 +174,7 @@ def cgan_sections(evals: dict[str, dict]) -> list[tuple[str, str]]:
     ]  # fmt: skip
     per_class_header = ["instance", "class", "accuracy", "FID", "diversity", "real diversity"]
     per_class = [
-        [name, c, r["accuracy"], r["fid"], r["diversity"], r["real_diversity"]]
+        [name, r.get("class", c), r["accuracy"], r["fid"], r["diversity"], r["real_diversity"]]
         for name, m in evals.items()
         for c, r in enumerate(m["per_class"])
     ]

@@ -19,7 +19,8 @@ from genmodels.data.domains import (
     transform,
     transform_uint8,
 )
-from genmodels.data.prepared import load_prepared, prepare
+from genmodels.data.prepare import prepare
+from genmodels.data.prepared import load_prepared
 from genmodels.errors import UserError
 
 

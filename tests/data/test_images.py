@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
+from dataset_files import class_folder, write_image
 from genmodels.data.images import (
     find_images,
     read_images,
@@ -20,26 +19,6 @@ from genmodels.data.images import (
 from genmodels.errors import UserError
 
 RNG = np.random.default_rng(0)
-
-
-def write_image(path: Path, size=(8, 6), colour=None, mode="RGB", **save) -> Path:
-    """A random (or flat-coloured) image of size (width, height) saved by its suffix."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    channels = {"RGB": 3, "L": 1, "RGBA": 4}[mode]
-    if colour is None:
-        pixels = RNG.integers(0, 256, (size[1], size[0], channels), dtype=np.uint8)
-    else:
-        pixels = np.broadcast_to(np.array(colour, np.uint8), (size[1], size[0], channels))
-    Image.fromarray(np.ascontiguousarray(pixels).squeeze(-1) if channels == 1 else pixels,
-                    mode).save(path, **save)  # fmt: skip
-    return path
-
-
-def class_folder(root: Path, counts: dict[str, int], size=(8, 6)) -> Path:
-    for name, count in counts.items():
-        for i in range(count):
-            write_image(root / name / f"{i:03d}.png", size)
-    return root
 
 
 def test_every_supported_format_reads_to_its_pixels(tmp_path):

@@ -11,12 +11,15 @@ import pytest
 import torch
 
 from genmodels.config import DataParams
-from genmodels.data.prepared import load_prepared, prepare, subset_indices
+from genmodels.data.prepare import prepare
+from genmodels.data.prepared import load_prepared, subset_indices
 from genmodels.errors import UserError
 from genmodels.stage import run_stage
 
 REPO = Path(__file__).resolve().parents[2]
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+FASHION_MNIST_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+                         "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]  # fmt: skip
 
 
 @pytest.fixture
@@ -57,6 +60,7 @@ def test_prepare_end_to_end(small_dataset, tmp_path):
     assert manifest["counts"] == {"train": 40, "test": 20}
     assert manifest["class_histogram"] == {"train": [4] * 10, "test": [2] * 10}
     assert manifest["image_shape"] == [1, 28, 28]
+    assert manifest["classes"] == FASHION_MNIST_CLASSES
     assert manifest["limits"] == {"limit_train": None, "limit_test": None, "subset_seed": 0}
     assert manifest["source"]["origin"] == str(tmp_path / "raw" / "fashion_mnist")
     files = manifest["source"]["files"]
@@ -68,7 +72,7 @@ def test_prepare_end_to_end(small_dataset, tmp_path):
         "train_count": 40,
         "test_count": 20,
         "num_classes": 10,
-        "train_class_histogram": {str(c): 4 for c in range(10)},
+        "train_class_histogram": {name: 4 for name in FASHION_MNIST_CLASSES},
     }
 
 

@@ -4,8 +4,6 @@ MD5s of their own files instead."""
 
 from __future__ import annotations
 
-import hashlib
-import pickle
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -17,6 +15,7 @@ import torch
 import torchvision.datasets as tvd
 from PIL import Image
 
+from dataset_files import as_chw, md5, pixels, write_cifar
 from genmodels.data.torchvision_sets import load_torchvision_split
 from genmodels.errors import UserError
 
@@ -31,50 +30,6 @@ def offline(monkeypatch):
         raise urllib.error.URLError("the tests do not go online")
 
     monkeypatch.setattr(urllib.request, "urlopen", refuse)
-
-
-def md5(path: Path) -> str:
-    return hashlib.md5(path.read_bytes()).hexdigest()
-
-
-def pixels(count: int, side: int) -> np.ndarray:
-    """uint8 [N, H, W, 3]"""
-    return RNG.integers(0, 256, (count, side, side, 3), dtype=np.uint8)
-
-
-def as_chw(images: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(images).permute(0, 3, 1, 2)
-
-
-def write_cifar(root: Path, monkeypatch, hundred: bool = False) -> dict[str, np.ndarray]:
-    cls = tvd.CIFAR100 if hundred else tvd.CIFAR10
-    folder = root / cls.base_folder
-    folder.mkdir(parents=True)
-    key = "fine_labels" if hundred else "labels"
-    names = [f"class_{i}" for i in range(100 if hundred else 10)]
-    written, files = {}, {"train": [], "test": []}
-    batches = ([("train", "train")] if hundred else
-               [(f"data_batch_{i}", "train") for i in range(1, 6)]) + [
-        ("test" if hundred else "test_batch", "test")]  # fmt: skip
-    for batch, split in batches:
-        images = pixels(3, 32)
-        labels = RNG.integers(0, len(names), 3).tolist()
-        # CIFAR's rows: 1,024 red values, then green, then blue, each row-major
-        rows = images.transpose(0, 3, 1, 2).reshape(3, -1)
-        with open(folder / batch, "wb") as f:
-            pickle.dump({"data": rows, key: labels}, f)
-        written.setdefault(split, []).append((images, labels))
-        files[split].append([batch, md5(folder / batch)])
-    meta = cls.meta["filename"]
-    with open(folder / meta, "wb") as f:
-        pickle.dump({cls.meta["key"]: names}, f)
-    monkeypatch.setattr(cls, "train_list", files["train"])
-    monkeypatch.setattr(cls, "test_list", files["test"])
-    monkeypatch.setattr(cls, "meta", {**cls.meta, "md5": md5(folder / meta)})
-    return {
-        split: (np.concatenate([i for i, _ in parts]), sum((lab for _, lab in parts), []), names)
-        for split, parts in written.items()
-    }
 
 
 @pytest.mark.parametrize("hundred", [False, True])

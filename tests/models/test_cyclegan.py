@@ -217,7 +217,7 @@ def test_weights_remember_their_domains(digits_prepared, digits_dir, tmp_path):
     fresh.load_state_dict(state)
     assert fresh.domain_names() == ("digits", "digits:edges")
     from genmodels.config import DataParams
-    from genmodels.data.prepared import prepare
+    from genmodels.data.prepare import prepare
 
     other = tmp_path / "other"
     prepare(DataParams(name="digits", prepared_dir=str(other), download=False, limit_train=40,

@@ -87,11 +87,14 @@ def test_loaded_weights_give_2048_features_for_any_size_and_channel_count(tmp_pa
 
 
 def test_a_missing_damaged_or_other_weights_file_names_the_fix(tmp_path):
-    with pytest.raises(UserError, match=r"evaluate.inception_weights: no file .*download https"):
+    with pytest.raises(
+        UserError,
+        match=r"absent.pth: no FID Inception weights \(evaluate.inception_weights\); download https",
+    ):
         load_fid_inception(tmp_path / "absent.pth")
     damaged = tmp_path / "damaged.pth"
     damaged.write_bytes(b"not a checkpoint")
-    with pytest.raises(UserError, match=r"damaged.pth: not a readable weights file"):
+    with pytest.raises(UserError, match=r"damaged.pth: corrupt or unreadable .*download https"):
         load_fid_inception(damaged)
     imagenet = tmp_path / "imagenet.pth"  # torchvision's own ImageNet layout: 1,000 classes
     write_weights(imagenet, classes=1000, aux=True)

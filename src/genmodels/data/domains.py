@@ -170,13 +170,10 @@ def save_domains(tensors: dict[str, Tensor], info: dict[str, Any], prepared_dir:
 
 
 def load_domains(prepared_dir: str | Path = "data/prepared") -> Domains:
+    from genmodels.io import load_torch
+
     path = Path(prepared_dir) / DOMAINS_FILE
-    if not path.is_file():
-        raise UserError(f"{path}: no domain pairs for the CycleGAN; {REPRO_HINT}")
-    try:
-        content = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch.load raises many kinds of error on a damaged file
-        raise UserError(f"{path}: corrupt or unreadable ({exc}); {REPRO_HINT} again") from None
+    content = load_torch(path, "domain pairs for the CycleGAN", REPRO_HINT)
     missing = [
         k for k in (*TENSOR_KEYS, "info") if not isinstance(content, dict) or k not in content
     ]

@@ -1,8 +1,10 @@
-"""Where a dataset's raw files come from: raw_dir, the Debian dataset packages, a download.
+"""Where a dataset's images come from, by data.name: IDX files, scikit-learn's digits, a folder
+of the user's images, the photos inside installed packages, or one of torchvision's sets.
 
 IDX datasets are looked for in data.raw_dir, then under the Debian root, then downloaded
 through torchvision when data.download allows; the first complete place wins. The digits set
-ships inside scikit-learn, so it needs no files at all.
+and the packaged photos need no files at all. Every source ends as uint8 [N, C, H, W] tensors at
+data.channels and data.image_size (each source's own when null).
 """
 
 from __future__ import annotations
@@ -17,8 +19,18 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from genmodels.config import DataParams
+from genmodels.config import IDX_NAMES, DataParams
+from genmodels.data import images as image_files
 from genmodels.data.idx import IMAGE_SIZE, read_split
+from genmodels.data.photos import (
+    PACKAGED_PHOTOS,
+    grid_crops,
+    load_photo,
+    load_photo_patches,
+    random_crops,
+)
+from genmodels.data.prepared import subset_indices
+from genmodels.data.torchvision_sets import load_torchvision_split
 from genmodels.errors import UserError
 
 logger = logging.getLogger(__name__)
@@ -39,14 +51,35 @@ IDX_FILE_NAMES = [name for pair in SPLIT_FILES.values() for name in pair]
 class IdxDataset:
     debian_name: str  # the folder under the Debian root
     torchvision_class: str  # also the folder torchvision downloads into: <raw_dir>/<class>/raw
+    classes: tuple[str, ...]  # the set's own class names (torchvision's `classes`)
     debian_package: str | None = None
 
 
+DIGIT_NAMES = tuple(str(digit) for digit in range(10))
 IDX_DATASETS = {
-    "fashion_mnist": IdxDataset("fashion-mnist", "FashionMNIST", "dataset-fashion-mnist"),
-    "mnist": IdxDataset("mnist", "MNIST"),
-    "kmnist": IdxDataset("kmnist", "KMNIST"),
+    "fashion_mnist": IdxDataset(
+        "fashion-mnist",
+        "FashionMNIST",
+        (
+            "T-shirt/top",
+            "Trouser",
+            "Pullover",
+            "Dress",
+            "Coat",
+            "Sandal",
+            "Shirt",
+            "Sneaker",
+            "Bag",
+            "Ankle boot",
+        ),
+        "dataset-fashion-mnist",
+    ),  # fmt: skip
+    "mnist": IdxDataset("mnist", "MNIST", DIGIT_NAMES),
+    "kmnist": IdxDataset(
+        "kmnist", "KMNIST", ("o", "ki", "su", "tsu", "na", "ha", "ma", "ya", "re", "wo")
+    ),
 }
+assert tuple(IDX_DATASETS) == IDX_NAMES
 
 
 @dataclass
@@ -58,6 +91,11 @@ class RawDataset:
     test_images: torch.Tensor
     test_labels: torch.Tensor
     source: dict[str, Any]  # where it came from and checksums, for the manifest
+    classes: list[str]  # label i is classes[i]; [] for unlabelled images (every label 0)
+
+    @property
+    def labelled(self) -> bool:
+        return bool(self.classes)
 
 
 @dataclass(frozen=True)
@@ -163,6 +201,7 @@ def load_idx_dataset(
         test_images=splits["test"][0],
         test_labels=splits["test"][1],
         source={"origin": location.origin, "files": files},
+        classes=list(IDX_DATASETS[name].classes),
     )
 
 
@@ -194,14 +233,175 @@ def load_digits(test_fraction: float, seed: int) -> RawDataset:
             f"seeded split with test_fraction={test_fraction}, seed={seed}",
             "sha256": checksum.hexdigest(),
         },
+        classes=list(DIGIT_NAMES),
     )
+
+
+def _labels(labels: list[int] | torch.Tensor | None, count: int) -> torch.Tensor:
+    """int64 labels; zeros for unlabelled images."""
+    if labels is None:
+        return torch.zeros(count, dtype=torch.int64)
+    return torch.as_tensor(labels, dtype=torch.int64)
+
+
+def _limit(files: image_files.ImageFiles, limit: int | None, seed: int) -> image_files.ImageFiles:
+    """The seeded subset prepare would take, taken before decoding (it bounds the memory)."""
+    index = subset_indices(len(files.paths), limit, seed)
+    if index is None:
+        return files
+    keep = index.tolist()
+    labels = None if files.labels is None else [files.labels[i] for i in keep]
+    return image_files.ImageFiles([files.paths[i] for i in keep], labels, files.classes)
+
+
+def _crops(images: list[torch.Tensor], labels: list[int], split: str, data: DataParams,
+           generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+    """Patches of crop_size: seeded random ones of training images, a grid over test images.
+    Each patch keeps its image's label."""
+    patches, patch_labels = [], []
+    for image, label in zip(images, labels, strict=True):
+        if min(image.shape[-2:]) < data.crop_size:
+            raise UserError(
+                f"data.crop_size: {data.crop_size} is larger than an image of "
+                f"{image.shape[-1]}x{image.shape[-2]}; set it to at most {min(image.shape[-2:])}"
+            )
+        if split == "train":
+            crops = random_crops(image, data.crop_size, data.crops_per_image, generator)
+        else:
+            crops = grid_crops(image, data.crop_size)
+        patches.append(crops)
+        patch_labels += [label] * len(crops)
+    return torch.cat(patches), torch.tensor(patch_labels, dtype=torch.int64)
+
+
+def load_folder(data: DataParams) -> RawDataset:
+    """A folder of the user's images (genmodels.data.images): its classes, its split."""
+    root = Path(data.folder)
+    scanned = image_files.scan_folder(root, data.test_fraction, data.subset_seed)
+    limits = {"train": data.limit_train, "test": data.limit_test}
+    channels = data.channels or 3
+    crops = data.resize_policy == "crops"
+    generator = torch.Generator().manual_seed(data.subset_seed)
+    tensors, skipped, checksums = {}, [], {}
+    for split, files in scanned.items():
+        if not crops:  # limits count prepared images: here the files themselves
+            files = _limit(files, limits[split], data.subset_seed)
+        labels = files.labels if files.labels is not None else [0] * len(files.paths)
+        if crops:  # each file at its own size, then cut into patches
+            decoded = [image_files.read_images([path], channels, None,
+                                               skip_unreadable=data.skip_unreadable, root=root)
+                       for path in files.paths]  # fmt: skip
+            kept = [(d.images[0], label) for d, label in zip(decoded, labels, strict=True)
+                    if len(d.images)]  # fmt: skip
+            skipped += [entry for d in decoded for entry in d.skipped]
+            count = len(kept) * data.crops_per_image if split == "train" else 0
+            image_files.check_memory(count, channels, data.crop_size, data.crop_size,
+                                     data.max_memory_gb)  # fmt: skip
+            tensors[split] = _crops([k[0] for k in kept], [k[1] for k in kept], split, data,
+                                    generator)  # fmt: skip
+            digest = hashlib.sha256("".join(d.sha256 for d in decoded).encode())
+            checksums[split] = digest.hexdigest()
+            continue
+        decoded = image_files.read_images(
+            files.paths, channels, data.image_size, skip_unreadable=data.skip_unreadable,
+            max_memory_gb=data.max_memory_gb, root=root,
+        )  # fmt: skip
+        index = {path: i for i, path in enumerate(files.paths)}
+        kept_labels = [labels[index[path]] for path in decoded.paths]
+        tensors[split] = (decoded.images, _labels(kept_labels, len(kept_labels)))
+        skipped += decoded.skipped
+        checksums[split] = decoded.sha256
+    return RawDataset(
+        *tensors["train"], *tensors["test"],
+        source={
+            "origin": str(root),
+            "layout": "train/ and test/" if all((root / s).is_dir() for s in ("train", "test"))
+            else f"one folder, seeded split (test_fraction={data.test_fraction})",
+            "resize": data.resize_policy,
+            "sha256": checksums,
+            "skipped": skipped,
+        },
+        classes=scanned["train"].classes,
+    )  # fmt: skip
+
+
+def load_packaged_photos(data: DataParams) -> RawDataset:
+    """The colour photos inside scikit-image and scikit-learn, split by whole photo."""
+    channels = data.channels or 3
+    if data.resize_policy == "crops":
+        patches = load_photo_patches(
+            data.crop_size, data.crops_per_image, data.test_photos, data.subset_seed, channels
+        )
+        train, test, photos = patches.train, patches.test, patches.source
+    else:  # each whole photo fitted to image_size: one image per photo
+        from genmodels.data.photos import split_photos
+
+        names = [photo.name for photo in PACKAGED_PHOTOS]
+        _, test_names = split_photos(names, data.test_photos, data.subset_seed)
+        fitted = {"train": [], "test": []}
+        photos = {}
+        for name in names:
+            photo = load_photo(name)
+            split = "test" if name in test_names else "train"
+            fitted[split].append(torch.from_numpy(photo).permute(2, 0, 1).contiguous())
+            photos[name] = {"size": [photo.shape[1], photo.shape[0]], "split": split,
+                            "sha256": hashlib.sha256(photo.tobytes()).hexdigest()}  # fmt: skip
+        train, test = (
+            torch.cat([image_files.refit(i[None], channels, data.image_size) for i in fitted[s]])
+            for s in ("train", "test")
+        )
+    return RawDataset(
+        train, _labels(None, len(train)), test, _labels(None, len(test)),
+        source={"origin": "packaged photos (scikit-image, scikit-learn)",
+                "resize": data.resize_policy, "photos": photos},
+        classes=[],
+    )  # fmt: skip
+
+
+def load_torchvision(data: DataParams) -> RawDataset:
+    """One of torchvision's sets, read by torchvision from raw_dir or downloaded."""
+    splits = {
+        split: load_torchvision_split(
+            data.name,
+            split,
+            data.raw_dir,
+            download=data.download,
+            channels=data.channels or 3,
+            size=data.image_size,
+            attribute=data.attribute,
+            max_memory_gb=data.max_memory_gb,
+        )  # fmt: skip
+        for split in ("train", "test")
+    }
+    return RawDataset(
+        *(t for s in splits.values() for t in (s.images, _labels(s.labels, len(s.images)))),
+        source={"origin": f"torchvision.datasets ({data.name}) in {data.raw_dir}",
+                "attribute": data.attribute},
+        classes=splits["train"].classes,
+    )  # fmt: skip
+
+
+def _reshaped(raw: RawDataset, data: DataParams) -> RawDataset:
+    """An IDX or digits set at data.channels and data.image_size, when they differ."""
+    channels = data.channels or raw.train_images.shape[1]
+    raw.train_images = image_files.refit(raw.train_images, channels, data.image_size)
+    raw.test_images = image_files.refit(raw.test_images, channels, data.image_size)
+    return raw
 
 
 def load_source(data: DataParams, debian_root: str | Path | None = None) -> RawDataset:
     """The dataset that data.name names, from the first place that has it."""
+    if data.name == "folder":
+        return load_folder(data)
+    if data.name == "photos":
+        return load_packaged_photos(data)
+    if data.name not in IDX_NAMES and data.name != "digits":
+        return load_torchvision(data)
     if data.name == "digits":
         logger.info("digits: loading from %s", DIGITS_ORIGIN)
-        return load_digits(data.digits_test_fraction, data.subset_seed)
-    return load_idx_dataset(
-        data.name, data.raw_dir, download=data.download, debian_root=debian_root
-    )
+        raw = load_digits(data.test_fraction, data.subset_seed)
+    else:
+        raw = load_idx_dataset(
+            data.name, data.raw_dir, download=data.download, debian_root=debian_root
+        )
+    return _reshaped(raw, data)

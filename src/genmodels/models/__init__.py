@@ -25,6 +25,7 @@ def data_info(prepared) -> DataInfo:
         dataset=prepared.manifest["dataset"],
         image_shape=tuple(prepared.image_shape),
         num_classes=prepared.num_classes,
+        classes=tuple(prepared.classes),
     )
 
 

@@ -11,7 +11,7 @@ from torch import Tensor, nn
 
 from genmodels.config import AutoencoderParams
 from genmodels.data.corruptions import corrupt
-from genmodels.figures import class_names, latent_scatter, save_rows
+from genmodels.figures import latent_scatter, save_rows
 from genmodels.metrics.image import psnr, reconstruction_quality
 from genmodels.nn.batching import map_batches
 from genmodels.nn.blocks import conv_decoder, conv_encoder, mlp_decoder, mlp_encoder
@@ -184,7 +184,7 @@ class AutoencoderRecipe(Recipe):
             )
         }
         if k == 2:
-            names = class_names(self.data.dataset, self.data.num_classes)
+            names = self.data.class_names()
             figures["Test-set latent codes by class"] = latent_scatter(
                 codes,
                 ctx.test_labels,

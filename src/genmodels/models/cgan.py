@@ -12,7 +12,7 @@ import torch
 from torch import Tensor, nn
 
 from genmodels.config import CGANParams
-from genmodels.figures import class_names, game_figures, save_rows
+from genmodels.figures import game_figures, save_rows
 from genmodels.metrics.fid import fid
 from genmodels.nn.dcgan import (
     ConcatDiscriminator,
@@ -71,9 +71,10 @@ class CGANRecipe(AdversarialRecipe):
         real_features, real_labels = space.reference.train_features, space.reference.train_labels
         test_features, test_labels = space.reference.test_features, space.reference.test_labels
         per_class = []
-        for c in range(classes):
+        for c, name in enumerate(self.data.class_names(classes)):
             mine, theirs = features[requested == c], test_features[test_labels == c]
             per_class.append({
+                "class": name,
                 "accuracy": hit[requested == c].double().mean().item(),
                 "fid": fid(mine, real_features[real_labels == c]),
                 "diversity": pairwise_diversity(mine),
@@ -100,7 +101,7 @@ class CGANRecipe(AdversarialRecipe):
             **self.untruncated_metrics(ctx, requested),
         }
         figures = game_figures(ctx, samples, self.progress, self.ema is not None, self.params.loss)
-        names = ", ".join(class_names(self.data.dataset, classes))
+        names = ", ".join(self.data.class_names(classes))
         grid_z = self.sampling_latents(ctx.n_grid, gen)
         rows = [self.sample(grid_z, torch.full((ctx.n_grid,), c)) for c in range(classes)]
         figures[f"One row per requested class ({names})"] = save_rows(

@@ -90,7 +90,7 @@ class EvaluatorRecipe(Recipe):
         ]
         nll = F.nll_loss(probs.clamp_min(1e-12).log(), ctx.test_labels).item()
         metrics = {"accuracy": correct.float().mean().item(), "test_nll": nll,
-                   "per_class_accuracy": per_class}  # fmt: skip
+                   "per_class_accuracy": per_class, "classes": self.data.class_names()}  # fmt: skip
         return EvalResult(metrics=metrics, figures={})
 
     def exportables(self, real_images: Tensor | None = None) -> list[Exportable]:

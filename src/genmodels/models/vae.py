@@ -13,7 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from genmodels.config import VAEParams
-from genmodels.figures import class_names, latent_scatter, save_rows
+from genmodels.figures import latent_scatter, save_rows
 from genmodels.metrics.image import reconstruction_quality
 from genmodels.metrics.likelihood import (
     active_units,
@@ -215,7 +215,7 @@ class VAERecipe(Recipe):
     def _lecture_figures(self, ctx: EvalContext, means: Tensor):
         out, device = ctx.figures_dir, ctx.device
         origin = self.decode_mean(torch.zeros(1, 2, device=device)).cpu()
-        names = class_names(self.data.dataset, self.data.num_classes)
+        names = self.data.class_names()
         grid = torch.linspace(-3, 3, 20)
         ys, xs = torch.meshgrid(grid.flip(0), grid, indexing="ij")  # z[1] grows upwards
         manifold = self.decode_mean(torch.stack([xs, ys], dim=-1).reshape(-1, 2).to(device)).cpu()

@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.models.inception import (
@@ -27,6 +26,7 @@ from torchvision.models.inception import (
 )
 
 from genmodels.errors import UserError
+from genmodels.io import load_torch
 
 FID_CLASSES = 1008
 FID_INPUT_SIZE = 299
@@ -100,12 +100,7 @@ def load_fid_inception(path: str | Path, knob: str = "evaluate.inception_weights
     """The FID Inception with the weights file at `path`; returns (network, file sha256)."""
     path = Path(path)
     fetch = f"download {WEIGHTS_URL} there, or set {knob} to null for the offline space"
-    if not path.is_file():
-        raise UserError(f"{knob}: no file {path}; {fetch}")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch.load raises many kinds of error on a damaged file
-        raise UserError(f"{path}: not a readable weights file ({exc}); {fetch}") from None
+    state = load_torch(path, f"FID Inception weights ({knob})", fetch)
     state = dict(state) if isinstance(state, dict) else {}
     fc = {k: state.pop(k) for k in list(state) if k.startswith("fc.")}
     model = FIDInception()

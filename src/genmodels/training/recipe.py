@@ -27,6 +27,12 @@ class DataInfo:
     dataset: str
     image_shape: tuple[int, int, int]  # C, H, W
     num_classes: int
+    classes: tuple[str, ...] = ()  # the manifest's class names
+
+    def class_names(self, count: int | None = None) -> list[str]:
+        """The names of the first `count` classes (all by default); numbers where unnamed."""
+        count = self.num_classes if count is None else count
+        return [self.classes[c] if c < len(self.classes) else str(c) for c in range(count)]
 
 
 @dataclass
