@@ -47,7 +47,7 @@ bench-prepare: setup  ## prepare 50,000 RGB PNG files of 32x32 (CIFAR-10's size)
 bench-docs: $(if $(findstring .tools/bin/uv,$(UV)),.tools/bin/uv)  ## render docs/benchmarks.md from reports/bench/*.json
 	$(RUN) python tools/bench_docs.py
 
-# GAN losses at an equal budget, as `dvc exp run` experiments; e.g. ABLATION_ARGS="--epochs 4"
+# GAN losses at an equal budget, as `dvc exp run` experiments; e.g. ABLATION_ARGS="--steps 3748"
 ablation: setup  ## the GAN loss ablation -> reports/ablation/gan.{json,md}
 	$(RUN) python tools/ablation.py $(ABLATION_ARGS)
 

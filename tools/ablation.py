@@ -3,7 +3,7 @@ experiments on the `gan` instance, then tabulated into reports/ablation/gan.{jso
 
 Each variant is `dvc exp run -S models.gan.<key>=<value> ... evaluate@gan` in the workspace:
 only train@gan and evaluate@gan run (the evaluator and the data are reused as they are), with
-the same epochs, batch size and seed, and the experiments stay listed in `dvc exp show`.
+the same steps, batch size and seed, and the experiments stay listed in `dvc exp show`.
 Between variants and at the end, the gan's committed params, lock entries and outputs are
 put back (git for the small files, `dvc checkout` for the weights), so the workspace ends as
 it began; it refuses to start when those files hold uncommitted changes, which it would
@@ -57,14 +57,14 @@ def restore() -> None:
     dvc("checkout", "--force", "train@gan", "evaluate@gan")
 
 
-def run_variants(names: list[str], epochs: int | None) -> None:
+def run_variants(names: list[str], steps: int | None) -> None:
     dirty = git("status", "--porcelain", "--", *TOUCHED).strip()
     if dirty:
         raise SystemExit(
             "ablation: these files have uncommitted changes that the experiments would "
             f"overwrite; commit or stash them first:\n{dirty}"
         )
-    budget = {} if epochs is None else {"epochs": str(epochs)}  # the same for every variant
+    budget = {} if steps is None else {"steps": str(steps)}  # the same for every variant
     for name in names:
         overrides = VARIANTS[name] | budget
         sets = [f"-S=models.gan.{key}={value}" for key, value in overrides.items()]
@@ -100,10 +100,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--table-only", action="store_true", help="tabulate, run nothing")
     parser.add_argument("--only", nargs="*", choices=sorted(VARIANTS), help="these variants")
-    parser.add_argument("--epochs", type=int, help="every variant's budget (default: params)")
+    parser.add_argument("--steps", type=int, help="every variant's budget (default: params)")
     args = parser.parse_args()
     if not args.table_only:
-        run_variants(args.only or list(VARIANTS), args.epochs)
+        run_variants(args.only or list(VARIANTS), args.steps)
     results = experiment_metrics()
     missing = [name for name in VARIANTS if name not in results]
     if missing:

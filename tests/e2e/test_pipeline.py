@@ -31,6 +31,7 @@ def tiny_params() -> dict:
     params["data"] |= {"name": DATASET, "limit_train": 512, "limit_test": 256, "download": False}
     params["train"] |= {"log_every": 1, "checkpoint_every": 5, "progress": "log",
                         "monitor_every": 4, "monitor_samples": 64}  # fmt: skip
+    params["evaluator"].pop("steps", None)
     params["evaluator"] |= {"epochs": EVALUATOR_EPOCHS, "batch_size": 32}  # enough to beat chance
     # One instance per code path: ae_k2 and ae_k8 are ae_k32 at other latent sizes, and each
     # instance costs three stage start-ups.

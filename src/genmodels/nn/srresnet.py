@@ -7,6 +7,7 @@ import itertools
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 HEAD_KERNEL = 9  # the paper's 9x9 first and last convolutions (cheap at 7x7)
@@ -29,11 +30,22 @@ class PReLUResidualBlock(nn.Module):
         return x + self.body(x)
 
 
+def bicubic(low_res: Tensor, scale: int) -> Tensor:
+    """Bicubic up-sampling by `scale`, unclamped (ONNX Resize, cubic, half-pixel)."""
+    return F.interpolate(low_res, scale_factor=scale, mode="bicubic", align_corners=False)
+
+
 class SRResNet(nn.Module):
     """The SRGAN generator: conv 9x9 + PReLU, residual blocks and a conv with a long skip
     connection around them, log2(scale) x (conv to 4C channels, PixelShuffle(2), PReLU), and a
-    conv to the image. Fully convolutional: [N, C, h, w] in [0, 1] -> [N, C, h*s, w*s] in [0, 1]
-    for any h and w (the output's sigmoid is the paper's tanh rescaled to [0, 1])."""
+    conv to the image. Fully convolutional: [N, C, h, w] in [0, 1] -> [N, C, h*s, w*s] for any
+    h and w.
+
+    The network predicts the residual over the bicubic up-sampling, with no output activation
+    (as EDSR, Lim et al. 2017): the paper's tanh saturated into an all-black image on data with
+    black backgrounds, where its gradient vanishes. The output is unclamped in training, so the
+    pixel loss always has a gradient; `upscale` clamps it to [0, 1] for use.
+    """
 
     def __init__(self, scale: int, channels: int, blocks: int, image_channels: int = 1):
         super().__init__()
@@ -62,7 +74,11 @@ class SRResNet(nn.Module):
 
     def forward(self, low_res: Tensor) -> Tensor:
         head = self.head(low_res * 2.0 - 1.0)
-        return torch.sigmoid(self.tail(head + self.body(head)))
+        return bicubic(low_res, self.scale) + self.tail(head + self.body(head))
+
+    def upscale(self, low_res: Tensor) -> Tensor:
+        """The up-sampled images in [0, 1]."""
+        return self(low_res).clamp(0.0, 1.0)
 
 
 def subpixel_conv(conv: nn.Conv2d, r: int) -> nn.Conv2d:
@@ -111,11 +127,13 @@ class DeployedSRResNet(nn.Module):
             self.prelu.weight.copy_(prelu.weight.repeat_interleave(r * r))
         self.conv = subpixel_conv(conv, r)
         self.shuffle = nn.PixelShuffle(r)
+        self.scale = generator.scale
 
     def forward(self, low_res: Tensor) -> Tensor:
         head = self.head(low_res * 2.0 - 1.0)
         coarse = self.prelu(self.upsampling(head + self.body(head)))
-        return self.shuffle(torch.sigmoid(self.conv(coarse)))
+        residual = self.shuffle(self.conv(coarse))
+        return (bicubic(low_res, self.scale) + residual).clamp(0.0, 1.0)
 
 
 class SRDiscriminator(nn.Module):
