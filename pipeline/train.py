@@ -31,7 +31,7 @@ def main(args) -> None:
         logging.getLogger().setLevel(logging.WARNING)
     data = load_prepared(params.data.prepared_dir)
     info = data_info(data)
-    recipe = build_recipe(model, info, device)
+    recipe = build_recipe(model, info, device, args.instance)
     extra_data = recipe.attach_data(params.data.prepared_dir)  # e.g. the CycleGAN's domains
     if args.instance != EVALUATOR and (params.train.monitor_every or recipe.needs_space):
         # every model is watched in the evaluator's feature space while it trains (and SRGAN's

@@ -112,3 +112,117 @@ def test_a_stage_stops_before_any_work_with_one_message(tmp_path):
     assert "models.ae.epoch: unknown key" in result.stderr
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "models").exists() and not (tmp_path / "mlflow.db").exists()
+
+
+# -- the networks against the image size params fix ---------------------------------------------
+def sized(side: int | None, models: dict, **data) -> dict:
+    """Params with the image side fixed by data.image_size (None: the source's own), and an
+    evaluator of one conv block (which any even side takes)."""
+    one_block = {"epochs": 1, "channels": [8]}
+    return {"data": {"image_size": side, **data}, "models": models, "evaluator": one_block}
+
+
+GAN = {"family": "gan", "epochs": 1}
+SR = {"family": "srgan", "variant": "srresnet", "steps": 1}
+SRGAN = {"family": "srgan", "pretrain_steps": 1, "steps": 2, "content_layer": "block1"}
+CYCLE = {"family": "cyclegan", "steps": 1}
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        (
+            sized(28, {"gan": GAN | {"g_channels": [8] * 5}}),
+            "models.gan.g_channels: 5 stride-2 stages need a side divisible by 32; "
+            "data.image_size is 28",
+        ),
+        (
+            sized(28, {"g": GAN | {"d_channels": [8] * 3}}),
+            "models.g.d_channels: 3 stride-2 stages need a side divisible by 8; "
+            "data.image_size is 28",
+        ),
+        (
+            {
+                "data": {"image_size": 28},
+                "evaluator": {"epochs": 1, "channels": [8] * 3},
+                "models": {"g": GAN},
+            },
+            "evaluator.channels: 3 stride-2 stages need a side divisible by 8; "
+            "data.image_size is 28",
+        ),  # fmt: skip
+        (
+            sized(
+                None,
+                {"a": {"family": "autoencoder", "epochs": 1, "channels": [8] * 3}},
+                name="photos",
+                crop_size=36,
+            ),
+            "models.a.channels: 3 stride-2 stages need a side divisible by 8; data.crop_size is 36",
+        ),  # fmt: skip
+        (
+            sized(30, {"sr": SR}),
+            "models.sr.scale: scale 4 needs a side divisible by 4; data.image_size is 30",
+        ),
+        (
+            sized(28, {"sr": SR | {"hr_crop": 32}}),
+            "models.sr.hr_crop: hr_crop 32 is larger than the images; data.image_size is 28",
+        ),
+        # not divisible by the scale: refused whatever the size, known or not
+        (
+            sized(None, {"sr": SR | {"hr_crop": 30}}),
+            "models.sr.hr_crop: hr_crop 30 is not divisible by scale 4",
+        ),  # fmt: skip
+        (
+            sized(None, {"s": SRGAN | {"hr_crop": 16, "content_layer": "features"}}),
+            "models.s.hr_crop: content_layer features needs whole images",
+        ),
+        (
+            sized(64, {"s": SRGAN | {"hr_crop": 16, "d_channels": [8] * 5}}),
+            "models.s.d_channels: 5 stride-2 stages need a side divisible by 32; hr_crop is 16",
+        ),
+        (
+            sized(30, {"c": CYCLE | {"g_downsampling": 2}}),
+            "models.c.g_downsampling: g_downsampling 2 needs a side divisible by 4; "
+            "data.image_size is 30",
+        ),
+        (
+            sized(8, {"c": CYCLE | {"g_downsampling": 1, "d_layers": 2}}),
+            "models.c.d_layers: d_layers 2 leaves the PatchGAN no score map below a side of 12; "
+            "data.image_size is 8",
+        ),
+    ],
+)
+def test_a_size_the_networks_cannot_take_names_the_key(raw, expected):
+    with pytest.raises(UserError) as err:
+        parse_params(raw)
+    lines = str(err.value).splitlines()
+    assert lines[0] == "params.yaml is invalid (1 problem); fix these keys and run again:"
+    assert len(lines) == 2 and lines[1].startswith(f"  {expected}")
+
+
+def test_each_misfit_key_is_one_line_of_the_message():
+    with pytest.raises(UserError) as err:
+        parse_params(sized(30, {"g": GAN, "sr": SR, "c": CYCLE}) | {"evaluator": {"epochs": 1}})
+    lines = str(err.value).splitlines()
+    assert lines[0].startswith("params.yaml is invalid (5 problems)")
+    assert [line.split(":")[0].strip() for line in lines[1:]] == [
+        "evaluator.channels", "models.g.g_channels", "models.g.d_channels", "models.sr.scale",
+        "models.c.g_downsampling",
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize("side", [28, 32, 64, 96, 128])
+def test_the_repository_params_fit_every_usual_size(side):
+    raw = yaml.safe_load((REPO / "params.yaml").read_text())
+    raw["data"]["image_size"] = side
+    params = parse_params(raw)
+    assert params.data.known_side == (side, f"data.image_size is {side}")
+
+
+def test_sizes_the_rules_allow_are_valid():
+    # 30 halves once (-> 15): one width each; an MLP has no conv stack to check
+    one_stage = GAN | {"g_channels": [16], "d_channels": [8]}
+    parse_params(sized(30, {"g": one_stage, "m": GAN | {"arch": "mlp", "g_channels": [8] * 6}}))
+    parse_params(sized(64, {"sr": SR | {"hr_crop": 32}, "s": SRGAN | {"hr_crop": 16}}))
+    # six widths where the size halves into them
+    parse_params(sized(128, {"g": GAN | {"g_channels": [8] * 6, "d_channels": [8] * 6}}))

@@ -109,7 +109,7 @@ def measure(instance: str, params, data, device, seconds: float, rounds: int) ->
     """
     model = params.model(instance)
     seed_everything(params.train.seed)
-    recipe = build_recipe(model, data_info(data), device)
+    recipe = build_recipe(model, data_info(data), device, instance)
     recipe.attach_data(params.data.prepared_dir)
     if getattr(recipe, "needs_space", False):  # a loss computed in the evaluator space
         with torch.random.fork_rng(devices=[]):

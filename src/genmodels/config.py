@@ -19,6 +19,7 @@ from pydantic_core import PydanticCustomError
 
 from genmodels.errors import UserError
 from genmodels.families import FAMILIES
+from genmodels.shapes import divisibility_problem, stack_problem
 
 EVALUATOR = "evaluator"  # the instance name of the evaluator section, and its family
 
@@ -83,6 +84,16 @@ class DataParams(Strict):
         if self.resize == "auto":
             return "crops" if self.name == "photos" else "fit"
         return self.resize
+
+    @property
+    def known_side(self) -> tuple[int, str] | None:
+        """The prepared images' side where params fix it, and the phrase that says so; None
+        where it is the source's own (known once the data are prepared)."""
+        if self.resize_policy == "crops":
+            return self.crop_size, f"data.crop_size is {self.crop_size}"
+        if self.image_size is not None:
+            return self.image_size, f"data.image_size is {self.image_size}"
+        return None
 
     @model_validator(mode="after")
     def _coherent_source(self):
@@ -149,8 +160,28 @@ class ModelBase(Strict):
             raise ValueError("set exactly one of 'epochs' or 'steps' as the training budget")
         return self
 
+    def shape_problems(self, hw: tuple[int, int] | None, size: str) -> dict[str, str]:
+        """key -> why the networks cannot take images of size hw (H, W), each message ending in
+        `size` (the phrase that says where the size comes from). hw None: the size is not known
+        yet (the checks that need none still run). Each family checks its own keys."""
+        return {}
 
-Channels = Annotated[list[Annotated[int, Field(gt=0)]], Field(min_length=1, max_length=2)]
+
+# widths of the stride-2 stages; a larger image adds stages (genmodels.shapes)
+Channels = Annotated[list[Annotated[int, Field(gt=0)]], Field(min_length=1, max_length=6)]
+
+
+def conv_stack_problems(hw: tuple[int, int] | None, size: str, **stacks: list[int]
+                        ) -> dict[str, str]:  # fmt: skip
+    """key -> problem for each conv stack (key=widths) that images of size hw do not fit."""
+    found = {}
+    for key, widths in stacks.items():
+        problem = None if hw is None else stack_problem(widths, hw)
+        if problem is not None:
+            found[key] = f"{problem}; {size}"
+    return found
+
+
 Hidden = Annotated[list[Annotated[int, Field(gt=0)]], Field(min_length=1)]
 
 
@@ -193,6 +224,9 @@ class AutoencoderParams(ModelBase):
             raise ValueError("sparsity.kind 'kl' needs code_activation 'sigmoid' (rates in (0, 1))")
         return self
 
+    def shape_problems(self, hw: tuple[int, int] | None, size: str) -> dict[str, str]:
+        return conv_stack_problems(hw, size, channels=self.channels) if self.arch == "conv" else {}
+
 
 class VAEParams(ModelBase):
     arch: Literal["mlp", "conv"] = "conv"
@@ -210,6 +244,9 @@ class VAEParams(ModelBase):
     iwae_chunk: Annotated[int, Field(gt=0)] = 20000  # decoded samples per batch: bounds memory
     active_unit_threshold: Annotated[float, Field(gt=0)] = 0.01
 
+    def shape_problems(self, hw: tuple[int, int] | None, size: str) -> dict[str, str]:
+        return conv_stack_problems(hw, size, channels=self.channels) if self.arch == "conv" else {}
+
 
 class EvaluatorParams(ModelBase):
     """The CNN classifier whose features are the space sample metrics are computed in."""
@@ -220,6 +257,9 @@ class EvaluatorParams(ModelBase):
     dropout: Annotated[float, Field(ge=0, lt=1)] = 0.3
     lr_decay: Annotated[float, Field(gt=0, le=1)] = 0.7  # learning-rate factor per epoch
     label_smoothing: Annotated[float, Field(ge=0, lt=1)] = 0.0
+
+    def shape_problems(self, hw: tuple[int, int] | None, size: str) -> dict[str, str]:
+        return conv_stack_problems(hw, size, channels=self.channels)
 
 
 GANLoss = Literal["minimax", "nonsaturating", "lsgan", "hinge", "wgan_gp"]
@@ -233,8 +273,9 @@ class AdversarialParams(ModelBase):
     """
 
     arch: Literal["conv", "mlp"] = "conv"
-    g_channels: Channels = [128, 64]  # conv: widths at 7x7 and 14x14
-    d_channels: Channels = [64, 128]  # conv: widths at 14x14 and 7x7
+    # conv: widths from low to high resolution (at 7x7 and 14x14 for two at 28x28)
+    g_channels: Channels = [128, 64]
+    d_channels: Channels = [64, 128]  # conv: widths from the image down (14x14, 7x7 at 28x28)
     g_hidden: Hidden = [256, 512]  # mlp
     d_hidden: Hidden = [512, 256]  # mlp
     latent_dim: Annotated[int, Field(gt=0, le=1024)] = 64
@@ -265,6 +306,12 @@ class AdversarialParams(ModelBase):
             raise ValueError(f"batch_size {self.batch_size} is not a multiple of packing")
         return self
 
+    def shape_problems(self, hw: tuple[int, int] | None, size: str) -> dict[str, str]:
+        if self.arch != "conv":
+            return {}
+        return conv_stack_problems(hw, size, g_channels=self.g_channels,
+                                   d_channels=self.d_channels)  # fmt: skip
+
 
 class GANParams(AdversarialParams):
     """The GAN (lecture 3.1): the game's settings as they are."""
@@ -285,7 +332,7 @@ class CGANParams(AdversarialParams):
 
 
 class CycleGANParams(ModelBase):
-    """CycleGAN (Zhu et al. 2017) at 28x28: two ResNet generators, two PatchGAN discriminators,
+    """CycleGAN (Zhu et al. 2017) at any size: two ResNet generators, two PatchGAN discriminators,
     the least-squares game, cycle and identity L1 losses, an image history for the
     discriminators, a constant then linearly decaying learning rate. Domains: data.domains."""
 
@@ -293,10 +340,12 @@ class CycleGANParams(ModelBase):
     lr_d: Annotated[float, Field(gt=0, le=1)] | None = None  # both discriminators; null: lr
     betas: Annotated[list[Annotated[float, Field(ge=0, lt=1)]], Field(min_length=2, max_length=2)] = [0.5, 0.999]  # fmt: skip
     g_channels: Annotated[int, Field(gt=0, le=256)] = 32  # width of the first generator conv
-    g_blocks: Annotated[int, Field(ge=0, le=16)] = 6  # residual blocks at the lowest scale
+    # residual blocks at the lowest scale; null: the paper's by size (6 below 128 px, 9 from it)
+    g_blocks: Annotated[int, Field(ge=0, le=16)] | None = None
     g_downsampling: Annotated[int, Field(ge=1, le=2)] = 2  # stride-2 stages (28 -> 14 -> 7)
     d_channels: Annotated[int, Field(gt=0, le=256)] = 64  # width of the first PatchGAN conv
-    d_layers: Annotated[int, Field(ge=1, le=2)] = 2  # stride-2 PatchGAN stages (patch size)
+    # stride-2 PatchGAN stages (patch size; 3: the paper's 70x70 patches)
+    d_layers: Annotated[int, Field(ge=1, le=3)] = 2
     norm: Literal["instance", "batch"] = "instance"
     loss: Literal["lsgan", "nonsaturating", "hinge"] = "lsgan"
     # on each generator's adversarial term; the shared LSGAN generator loss is Mao et al.'s
@@ -312,6 +361,22 @@ class CycleGANParams(ModelBase):
     target_l1_ratio: Annotated[float, Field(gt=0)] = 2.0
     target_label_preservation: Annotated[float, Field(ge=0, le=1)] = 0.8
 
+    def shape_problems(self, hw: tuple[int, int] | None, size: str) -> dict[str, str]:
+        if hw is None:
+            return {}
+        found = {}
+        g = self.g_downsampling
+        problem = divisibility_problem(hw, 2**g, f"g_downsampling {g} needs")
+        if problem is not None:
+            found["g_downsampling"] = f"{problem}; {size}"
+        least = 3 * 2**self.d_layers  # L halvings (floored), then two 4x4 convs take 1 each
+        if min(hw) < least:
+            found["d_layers"] = (
+                f"d_layers {self.d_layers} leaves the PatchGAN no score map below a side of "
+                f"{least}; {size}"
+            )
+        return found
+
 
 class SRGANParams(ModelBase):
     """Super-resolution (Ledig et al. 2017): an SRResNet generator from low to high resolution.
@@ -326,6 +391,9 @@ class SRGANParams(ModelBase):
 
     variant: Literal["srresnet", "srgan"] = "srgan"
     scale: Literal[2, 4] = 4  # 28x28 from 7x7 (4) or 14x14 (2)
+    # training on one seeded random hr_crop x hr_crop patch per image (null: the whole image);
+    # the generator is fully convolutional, so it upscales whole images all the same
+    hr_crop: Annotated[int, Field(ge=8, le=1024)] | None = None
     channels: Annotated[int, Field(gt=0, le=256)] = 32  # generator width
     blocks: Annotated[int, Field(ge=0, le=32)] = 4  # residual blocks at low resolution
     pretrain_steps: Annotated[int, Field(ge=0)] | None = None  # srgan: MSE steps first
@@ -337,7 +405,7 @@ class SRGANParams(ModelBase):
     pixel_weight: Annotated[float, Field(ge=0)] = 0.0  # optional pixel MSE in the srgan phase
     adversarial_weight: Annotated[float, Field(ge=0)] = 1e-3
     loss: Literal["nonsaturating", "lsgan", "hinge"] = "nonsaturating"
-    d_channels: Channels = [32, 64]  # discriminator widths at 14x14 and 7x7
+    d_channels: Channels = [32, 64]  # discriminator widths from the image (or crop) down
     spectral_norm: bool = False  # on every layer of D
     lr_gan: Annotated[float, Field(gt=0, le=1)] = 1e-4  # generator, adversarial phase
     lr_d: Annotated[float, Field(gt=0, le=1)] | None = None  # discriminator; null: lr_gan
@@ -356,6 +424,29 @@ class SRGANParams(ModelBase):
                     f"steps ({self.steps})"
                 )
         return self
+
+    def shape_problems(self, hw: tuple[int, int] | None, size: str) -> dict[str, str]:
+        found = {}
+        s, crop = self.scale, self.hr_crop
+        if hw is not None:
+            problem = divisibility_problem(hw, s, f"scale {s} needs")
+            if problem is not None:
+                found["scale"] = f"{problem}; {size}"
+        if crop is not None:
+            if crop % s:
+                found["hr_crop"] = f"hr_crop {crop} is not divisible by scale {s}"
+            elif hw is not None and crop > min(hw):
+                found["hr_crop"] = f"hr_crop {crop} is larger than the images; {size}"
+            elif self.variant == "srgan" and self.content_layer == "features":
+                found["hr_crop"] = (
+                    "content_layer features needs whole images (the evaluator's dense layer); "
+                    "use a blockK layer or leave hr_crop null"
+                )
+        if self.variant == "srgan" and "hr_crop" not in found and "scale" not in found:
+            judged = hw if crop is None else (crop, crop)  # the discriminator sees the crops
+            where = size if crop is None else f"hr_crop is {crop}"
+            found |= conv_stack_problems(judged, where, d_channels=self.d_channels)
+        return found
 
 
 class EvaluateParams(Strict):
@@ -497,6 +588,22 @@ class Params(Strict):
             raise ValueError(f"models.{EVALUATOR}: the name belongs to the evaluator section")
         return self
 
+    @model_validator(mode="after")
+    def _networks_fit_the_size(self):
+        """Every instance's networks against the image size params fix (data.image_size or
+        data.crop_size); where it is the source's own, build_recipe checks the same later."""
+        known = self.data.known_side
+        hw, size = (None, "") if known is None else ((known[0], known[0]), known[1])
+        instances = [
+            (EVALUATOR, self.evaluator),
+            *((f"models.{n}", m) for n, m in self.models.items()),
+        ]
+        lines = [f"{where}.{key}: {problem}" for where, model in instances
+                 for key, problem in model.shape_problems(hw, size).items()]  # fmt: skip
+        if lines:  # one line per key (parse_params splits them)
+            raise PydanticCustomError(SHAPE_MISFIT, "{lines}", {"lines": "\n".join(lines)})
+        return self
+
     def model(self, instance: str) -> ModelBase:
         """The params of an instance; `evaluator` is the top-level evaluator section."""
         if instance == EVALUATOR:
@@ -507,6 +614,30 @@ class Params(Strict):
                 f"known instances: {', '.join(sorted(self.models))}"
             )
         return self.models[instance]
+
+
+SHAPE_MISFIT = "shape_misfit"  # the error type of _networks_fit_the_size
+
+
+def instance_path(model: ModelBase, instance: str | None = None) -> str:
+    """Where an instance's keys are in params.yaml: evaluator or models.<instance>."""
+    if instance == EVALUATOR or (instance is None and isinstance(model, EvaluatorParams)):
+        return EVALUATOR
+    return f"models.{instance or '*'}"
+
+
+def check_shape(model: ModelBase, image_shape: tuple[int, int, int],
+                instance: str | None = None) -> None:  # fmt: skip
+    """The params check of the networks against the prepared images' size (C, H, W), for a size
+    params leave to the source (data.image_size null): a UserError naming each key."""
+    _, h, w = image_shape
+    problems = model.shape_problems((h, w), f"the prepared images are {h}x{w}")
+    if problems:
+        where = instance_path(model, instance)
+        raise UserError(
+            "params.yaml does not fit the prepared images; fix these keys and run again:\n  "
+            + "\n  ".join(f"{where}.{key}: {problem}" for key, problem in problems.items())
+        )
 
 
 def _schema_at(loc: tuple, raw: Any) -> type[BaseModel] | None:
@@ -537,6 +668,8 @@ def _describe(error: dict, raw: Any) -> str:
         return f"{path}: unknown key; allowed keys here: {allowed}"
     if error["type"] in ("family_missing", "family_unknown"):
         return f"{path}.family: {error['msg']}"
+    if error["type"] == SHAPE_MISFIT:  # lines that name their keys themselves
+        return error["msg"]
     given = error.get("input")
     shown = "" if isinstance(given, dict) or given is None else f" (got {given!r})"
     return f"{path or '<top>'}: {error['msg']}{shown}"
@@ -548,7 +681,7 @@ def parse_params(raw: Any, source: str = "params.yaml") -> Params:
     try:
         return Params.model_validate(raw)
     except ValidationError as exc:
-        lines = [_describe(e, raw) for e in exc.errors()]
+        lines = [line for e in exc.errors() for line in _describe(e, raw).split("\n")]
         raise UserError(
             f"{source} is invalid ({len(lines)} problem{'s' if len(lines) > 1 else ''}); "
             "fix these keys and run again:\n  " + "\n  ".join(lines)

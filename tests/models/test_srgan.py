@@ -14,7 +14,7 @@ from genmodels.config import SRGANParams, TrainParams
 from genmodels.errors import UserError
 from genmodels.export import export_and_check, session_for
 from genmodels.models import build_recipe, data_info
-from genmodels.models.srgan import bicubic_upscale, content_loss, downsample
+from genmodels.models.srgan import bicubic_upscale, content_loss, downsample, random_crops
 from genmodels.nn.features import FrozenFeatures, differentiable_extractor
 from genmodels.report import sample_quality_section, tables
 from genmodels.training import Batch, Budget, EvalContext, Trainer, TrainOutputs
@@ -146,6 +146,60 @@ def test_adversarial_phase_needs_the_content_features(digits_prepared):
     recipe = srgan(digits_prepared, pretrain_steps=0)
     with pytest.raises(UserError, match="content loss needs the evaluator"):
         recipe.training_step(batch(digits_prepared), 0)
+
+
+# -- hr_crop: training on random patches -----------------------------------------------------------
+def test_random_crops_are_patches_of_each_image_at_drawn_places():
+    # each pixel holds its own coordinates: 100 * row + column
+    images = (100 * torch.arange(20)[:, None] + torch.arange(24)).float().expand(6, 2, 20, 24)
+    crops = random_crops(images, 8, torch.Generator().manual_seed(0))
+    assert crops.shape == (6, 2, 8, 8) and crops.is_contiguous()
+    tops, lefts = crops[:, 0, 0, 0] // 100, crops[:, 0, 0, 0] % 100
+    for i in range(6):
+        top, left = int(tops[i]), int(lefts[i])
+        assert 0 <= top <= 12 and 0 <= left <= 16
+        assert torch.equal(crops[i], images[i, :, top : top + 8, left : left + 8])
+    assert len(set(zip(tops.tolist(), lefts.tolist(), strict=True))) > 1  # a place per image
+    again = random_crops(images, 8, torch.Generator().manual_seed(0))
+    assert torch.equal(again, crops)
+    square = images[:, :, :, :20]  # a crop of the whole side has one place
+    assert torch.equal(random_crops(square, 20, torch.Generator()), square)
+
+
+def test_hr_crop_trains_on_seeded_patches_repeatably(digits_prepared):
+    images = batch(digits_prepared).images
+    seed_everything(0)
+    recipe = srgan(digits_prepared, hr_crop=16)
+    crops = recipe.training_images(images, 0)
+    assert crops.shape == (16, 1, 16, 16)
+    # the discriminator judges the crops: 16 -> 8 -> 4 at d_channels [8, 8]
+    assert recipe.discriminator.net[-1].in_features == 8 * 4 * 4
+    seed_everything(0)
+    again = srgan(digits_prepared, hr_crop=16)
+    assert torch.equal(again.training_images(images, 0), crops)  # the same seed and step
+    assert not torch.equal(recipe.training_images(images, 1), crops)  # a new step, new places
+    seed_everything(1)
+    other = srgan(digits_prepared, hr_crop=16)
+    assert not torch.equal(other.training_images(images, 0), crops)  # another run's seed
+    assert srgan(digits_prepared).training_images(images, 0) is images  # null: whole images
+    # the MSE steps run on the crops' low-resolution 4x4 versions: the same weights twice
+    for run in (recipe, again):
+        for step in range(2):
+            run.training_step(batch(digits_prepared, start=16 * step), step)
+    assert same(snapshot(recipe.generator), snapshot(again.generator))
+
+
+def test_srgan_with_hr_crop_trains_both_phases_and_upscales_whole_images(digits_prepared,
+                                                                        digits_space):  # fmt: skip
+    seed_everything(0)
+    recipe = srgan(digits_prepared, digits_space, hr_crop=12, scale=4)
+    logs = [recipe.training_step(batch(digits_prepared, start=16 * s), s) for s in range(3)]
+    assert set(logs[0]) == {"mse"} and "d_loss" in logs[2]
+    assert all(torch.isfinite(v) for log in logs for v in log.values())
+    whole = batch(digits_prepared).images
+    assert recipe.upscale(downsample(whole, 4)).shape == whole.shape
+    (exportable,) = recipe.exportables()
+    assert "trained at 3x3" in exportable.doc
 
 
 def train(prepared, root, space=None, fail_at=None, **params):

@@ -9,13 +9,18 @@ from pathlib import Path
 
 import torch
 
+from genmodels.config import check_shape
 from genmodels.errors import UserError
 from genmodels.families import family
 from genmodels.training.recipe import DataInfo, Recipe
 
 
-def build_recipe(params, data: DataInfo, device: torch.device) -> Recipe:
-    """The Recipe of the params' family (genmodels.families), built on `device`."""
+def build_recipe(params, data: DataInfo, device: torch.device, instance: str | None = None
+                 ) -> Recipe:  # fmt: skip
+    """The Recipe of the params' family (genmodels.families), built on `device`, once its
+    networks are known to fit the images (a UserError naming the key of `instance` if not: the
+    check params validation makes where params fix the size)."""
+    check_shape(params, data.image_shape, instance)
     return family(params.family).recipe_class()(params, data, device)
 
 
@@ -35,7 +40,7 @@ def weights_path(instance: str) -> Path:
 
 def load_trained(params, instance: str, data: DataInfo, device: torch.device) -> Recipe:
     """The recipe of a trained instance with its final weights loaded."""
-    recipe = build_recipe(params, data, device)
+    recipe = build_recipe(params, data, device, instance)
     path = weights_path(instance)
     if not path.exists():
         raise UserError(f"{path}: no trained weights; run `dvc repro train@{instance}` first")

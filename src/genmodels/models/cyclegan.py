@@ -1,4 +1,4 @@
-"""CycleGAN (lecture 3.3; Zhu et al. 2017): unpaired image-to-image translation, scaled to 28x28.
+"""CycleGAN (lecture 3.3; Zhu et al. 2017): unpaired image-to-image translation at the data's size.
 
 Two generators translate between domains A and B (G_ab: A -> B, G_ba: B -> A) and two PatchGAN
 discriminators judge each domain (D_a real A against G_ba's output, D_b real B against G_ab's).
@@ -37,7 +37,7 @@ from genmodels.metrics.fid import fid
 from genmodels.metrics.image import reconstruction_quality
 from genmodels.nn.adversarial import discriminator_loss, frozen, generator_loss
 from genmodels.nn.batching import map_batches
-from genmodels.nn.resnet import PatchDiscriminator, ResnetGenerator, init_weights
+from genmodels.nn.resnet import PatchDiscriminator, ResnetGenerator, init_weights, paper_blocks
 from genmodels.training.recipe import (
     Batch,
     DataInfo,
@@ -124,12 +124,11 @@ class CycleGANRecipe(Recipe):
 
     def __init__(self, params: CycleGANParams, data: DataInfo, device: torch.device):
         super().__init__(params, data, device)
-        p, c = params, data.image_shape[0]
-        if any(side % 2**p.g_downsampling for side in data.image_shape[1:]):
-            raise UserError(f"models: g_downsampling {p.g_downsampling} does not divide the "
-                            f"{data.image_shape[1]}x{data.image_shape[2]} images")  # fmt: skip
-        self.g_ab = ResnetGenerator(c, p.g_channels, p.g_blocks, p.g_downsampling, p.norm)
-        self.g_ba = ResnetGenerator(c, p.g_channels, p.g_blocks, p.g_downsampling, p.norm)
+        p, (c, h, w) = params, data.image_shape
+        # sizes the networks cannot take were refused with their keys (config.check_shape)
+        blocks = paper_blocks((h, w)) if p.g_blocks is None else p.g_blocks
+        self.g_ab = ResnetGenerator(c, p.g_channels, blocks, p.g_downsampling, p.norm)
+        self.g_ba = ResnetGenerator(c, p.g_channels, blocks, p.g_downsampling, p.norm)
         self.d_a = PatchDiscriminator(c, p.d_channels, p.d_layers, p.norm)  # judges domain A
         self.d_b = PatchDiscriminator(c, p.d_channels, p.d_layers, p.norm)  # judges domain B
         for module in self.modules().values():

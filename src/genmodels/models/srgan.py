@@ -2,9 +2,10 @@
 itself, from a low-resolution image to its high-resolution original.
 
 Low-resolution inputs are the prepared images downsampled by bicubic interpolation (antialiased)
-by `scale` (4: 7x7 -> 28x28, the paper's 4x; or 2). The generator is an SRResNet: residual
-blocks at low resolution with a long skip connection, then PixelShuffle up-sampling. One family,
-two variants:
+by `scale` (4: 7x7 -> 28x28, the paper's 4x; or 2); with `hr_crop`, training takes one seeded
+random hr_crop x hr_crop patch of each image first, as the paper's 96x96 crops. The generator is
+an SRResNet: residual blocks at low resolution with a long skip connection, then PixelShuffle
+up-sampling. One family, two variants:
 
 - `srresnet`: the generator alone, trained with pixel MSE (the paper's SRResNet baseline);
 - `srgan`: the same MSE pre-training for `pretrain_steps` steps (with the same params and seed,
@@ -66,6 +67,19 @@ def downsample(images: Tensor, scale: int) -> Tensor:
     return low.clamp(0.0, 1.0)
 
 
+def random_crops(images: Tensor, size: int, generator: torch.Generator) -> Tensor:
+    """One size x size patch of each image at a random place drawn from `generator` (CPU)."""
+    n, _, h, w = images.shape
+    tops = torch.randint(h - size + 1, (n,), generator=generator)
+    lefts = torch.randint(w - size + 1, (n,), generator=generator)
+    offsets = torch.arange(size)
+    rows = (tops[:, None] + offsets).to(images.device)  # [n, size]
+    cols = (lefts[:, None] + offsets).to(images.device)
+    picked = torch.arange(n, device=images.device)[:, None, None]
+    # the indexed dims come first, then the channels: [n, size, size, C]
+    return images[picked, :, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2).contiguous()
+
+
 def bicubic_upscale(images: Tensor, scale: int) -> Tensor:
     """The baseline: bicubic interpolation back up by `scale`, clamped to [0, 1]."""
     h, w = images.shape[-2:]
@@ -84,12 +98,17 @@ def content_loss(features: nn.Module, images: Tensor, targets: Tensor) -> Tensor
 class SRGANRecipe(Recipe):
     def __init__(self, params: SRGANParams, data: DataInfo, device: torch.device):
         super().__init__(params, data, device)
-        c, h, w = data.image_shape
-        if h % params.scale or w % params.scale:
-            raise UserError(
-                f"models.*.scale {params.scale}: the {h}x{w} images do not divide by it; use 2 or 4"
-            )
+        c, h, w = data.image_shape  # a scale or hr_crop it cannot take: config.check_shape
         self.scale = params.scale
+        # the training batches' high-resolution images: whole, or one hr_crop patch of each
+        crop = params.hr_crop
+        self.hr_shape = (c, h, w) if crop is None else (c, crop, crop)
+        # the crops' places: a function of the run's seed (train.seed; seed_everything runs before
+        # the recipe is built) and the step, so that a resumed run draws the same; under torchrun
+        # each process draws its own
+        dist = torch.distributed
+        rank = dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+        self.crop_seed = torch.initial_seed() % 2**62 + 1009 * rank
         self.generator = SRResNet(params.scale, params.channels, params.blocks, c).to(device)
         betas = tuple(params.betas)
         decay = params.weight_decay
@@ -103,7 +122,7 @@ class SRGANRecipe(Recipe):
             # made after the generator: its initial weights are the srresnet instance's
             # the phase-1 weights, kept at the switch (the SRResNet this SRGAN started from)
             self.srresnet = copy.deepcopy(self.generator).requires_grad_(False)
-            self.discriminator = SRDiscriminator(data.image_shape, params.d_channels)
+            self.discriminator = SRDiscriminator(self.hr_shape, params.d_channels)
             if params.spectral_norm:
                 with_spectral_norm(self.discriminator)
             self.discriminator.to(device)
@@ -142,8 +161,17 @@ class SRGANRecipe(Recipe):
         """Phase 1 (pixel MSE): the whole budget of srresnet, the first pretrain_steps of srgan."""
         return not self.adversarial or step < self.params.pretrain_steps
 
+    def training_images(self, images: Tensor, step: int) -> Tensor:
+        """The high-resolution images of training step `step`: the batch's, or one hr_crop patch
+        of each at places drawn from a generator seeded by the run's seed and the step."""
+        crop = self.params.hr_crop
+        if crop is None:
+            return images
+        generator = torch.Generator().manual_seed((self.crop_seed * 1_000_003 + step) % 2**63)
+        return random_crops(images, crop, generator)
+
     def training_step(self, batch: Batch, step: int) -> dict[str, Tensor]:
-        high = batch.images
+        high = self.training_images(batch.images, step)
         low = downsample(high, self.scale)
         if self.in_pretraining(step):
             loss = F.mse_loss(self.generator(low), high)
@@ -270,6 +298,7 @@ class SRGANRecipe(Recipe):
         c, h, w = self.data.image_shape
         s = self.scale
         lh, lw = h // s, w // s
+        th, tw = self.hr_shape[1] // s, self.hr_shape[2] // s  # the low-resolution side trained
         noise = torch.Generator().manual_seed(0)
         # besides the training size: twice it (14x14 -> 56x56 at 4x) and a non-square size
         others = [(2, c, 2 * lh, 2 * lw), (1, c, lh + 3, 2 * lw)]
@@ -289,7 +318,7 @@ class SRGANRecipe(Recipe):
                 input_names=["image"],
                 output_names=["high_res"],  # ONNX forbids an output named like an input
                 dynamic_axes={"image": {0: "batch", 2: "height", 3: "width"}},
-                doc=f"image [batch,{c},height,width] float32 in [0,1] (trained at {lh}x{lw}) -> "
+                doc=f"image [batch,{c},height,width] float32 in [0,1] (trained at {th}x{tw}) -> "
                 f"high_res [batch,{c},{s}*height,{s}*width] in [0,1]",
                 metadata={
                     "task": "upscale",

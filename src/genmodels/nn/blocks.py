@@ -1,5 +1,6 @@
-"""Blocks the families share: the encoder and decoder stacks of the autoencoder and VAE (28x28
-inputs), the VAE's Gaussian encoder head, and PReLU in the form onnxruntime runs fast."""
+"""Blocks the families share: the encoder and decoder stacks of the autoencoder and VAE (as many
+stride-2 stages as the image size needs: genmodels.shapes), the VAE's Gaussian encoder head, and
+PReLU in the form onnxruntime runs fast."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ from collections.abc import Sequence
 
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from genmodels.shapes import stack_widths
 
 
 def mlp_encoder(image_shape: Sequence[int], hidden: Sequence[int], out_features: int) -> nn.Module:
@@ -35,24 +38,19 @@ def mlp_decoder(
     return nn.Sequential(*layers)
 
 
-def _check_conv_shape(image_shape: Sequence[int], channels: Sequence[int]) -> tuple[int, int, int]:
-    c, h, w = image_shape
-    factor = 2 ** len(channels)
-    if h % factor or w % factor:
-        raise ValueError(f"image {h}x{w} is not divisible by 2^{len(channels)} for the conv stack")
-    return c, h // factor, w // factor
-
-
 def conv_encoder(
     image_shape: Sequence[int], channels: Sequence[int], out_features: int
 ) -> nn.Module:
-    """Stride-2 convolutions (28 -> 14 -> 7), then a linear head."""
-    in_ch, h, w = _check_conv_shape(image_shape, channels)
+    """Stride-2 convolutions (28 -> 14 -> 7 for two widths; more stages, widths doubled, where
+    the size needs them), then a linear head."""
+    in_ch, h, w = image_shape
+    widths = stack_widths(channels, (h, w))
     layers: list[nn.Module] = []
-    for ch in channels:
+    for ch in widths:
         layers += [nn.Conv2d(in_ch, ch, 4, stride=2, padding=1), nn.BatchNorm2d(ch), nn.ReLU()]
         in_ch = ch
-    layers += [nn.Flatten(), nn.Linear(in_ch * h * w, out_features)]
+    factor = 2 ** len(widths)
+    layers += [nn.Flatten(), nn.Linear(in_ch * (h // factor) * (w // factor), out_features)]
     return nn.Sequential(*layers)
 
 
@@ -60,15 +58,17 @@ def conv_decoder(
     in_features: int, channels: Sequence[int], image_shape: Sequence[int], sigmoid: bool = True
 ) -> nn.Module:
     """Mirror of conv_encoder with transposed convolutions; a sigmoid, or logits without."""
-    out_ch, h, w = _check_conv_shape(image_shape, channels)
-    top = channels[-1]
+    out_ch, h, w = image_shape
+    widths = stack_widths(channels, (h, w))
+    factor = 2 ** len(widths)
+    h, w, top = h // factor, w // factor, widths[-1]
     layers: list[nn.Module] = [
         nn.Linear(in_features, top * h * w),
         nn.ReLU(),
         nn.Unflatten(1, (top, h, w)),
     ]
     in_ch = top
-    for ch in reversed(channels[:-1]):
+    for ch in reversed(widths[:-1]):
         layers += [nn.ConvTranspose2d(in_ch, ch, 4, 2, 1), nn.BatchNorm2d(ch), nn.ReLU()]
         in_ch = ch
     layers.append(nn.ConvTranspose2d(in_ch, out_ch, 4, 2, 1))

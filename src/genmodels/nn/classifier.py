@@ -6,16 +6,21 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from genmodels.shapes import stack_widths
+
 
 class Classifier(nn.Module):
-    """Two conv stages (28 -> 14 -> 7) and a hidden layer whose activations are the features."""
+    """Conv stages, each two 3x3 convs and a 2x2 max-pool (28 -> 14 -> 7 for two widths; the
+    stages the size needs, widths doubled, where it is larger: genmodels.shapes), and a hidden
+    layer whose activations are the features."""
 
     def __init__(self, image_shape: tuple[int, int, int], channels: list[int], features: int,
                  num_classes: int, dropout: float):  # fmt: skip
         super().__init__()
         layers: list[nn.Module] = []
-        in_ch = image_shape[0]
-        for ch in channels:
+        in_ch, h, w = image_shape
+        widths = stack_widths(channels, (h, w))
+        for ch in widths:
             layers += [
                 nn.Conv2d(in_ch, ch, 3, padding=1, bias=False),
                 nn.BatchNorm2d(ch),
@@ -24,11 +29,11 @@ class Classifier(nn.Module):
             layers += [nn.Conv2d(ch, ch, 3, padding=1, bias=False), nn.BatchNorm2d(ch), nn.ReLU()]
             layers.append(nn.MaxPool2d(2))
             in_ch = ch
-        side = image_shape[1] // 2 ** len(channels)
+        factor = 2 ** len(widths)
         self.body = nn.Sequential(
             *layers,
             nn.Flatten(),
-            nn.Linear(in_ch * side * side, features, bias=False),
+            nn.Linear(in_ch * (h // factor) * (w // factor), features, bias=False),
             nn.BatchNorm1d(features),
             nn.ReLU(),
         )

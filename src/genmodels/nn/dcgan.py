@@ -9,35 +9,43 @@ extra input features for the generator, extra input channels for the discriminat
 from __future__ import annotations
 
 from collections.abc import Sequence
+from itertools import pairwise
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from genmodels.nn.adversarial import MinibatchStdDev, pack
+from genmodels.shapes import stack_widths
 
 
 class ConvGenerator(nn.Module):
-    """z -> Linear -> [C0, H/4, W/4] -> two stride-2 transposed convs -> image in [0, 1]."""
+    """z -> Linear -> [C0, H/2^n, W/2^n] -> n stride-2 transposed convs -> image in [0, 1].
+
+    `channels` are the widths from low to high resolution (7x7 and 14x14 for two at 28x28); n is
+    their count, or the stages the size needs with doubled widths in front (genmodels.shapes)."""
 
     def __init__(self, in_features: int, channels: Sequence[int], image_shape: Sequence[int]):
         super().__init__()
         c, h, w = image_shape
-        if len(channels) != 2 or h % 4 or w % 4:
-            raise ValueError(f"the conv generator takes 2 widths and H, W divisible by 4: {h}x{w}")
-        first, second = channels
-        cells = first * (h // 4) * (w // 4)
-        self.body = nn.Sequential(
+        widths = stack_widths(channels, (h, w), low_to_high=True)
+        factor = 2 ** len(widths)
+        first = widths[0]
+        cells = first * (h // factor) * (w // factor)
+        layers: list[nn.Module] = [
             nn.Linear(in_features, cells, bias=False),
             nn.BatchNorm1d(cells),
             nn.ReLU(),
-            nn.Unflatten(1, (first, h // 4, w // 4)),
-            nn.ConvTranspose2d(first, second, 4, 2, 1, bias=False),
-            nn.BatchNorm2d(second),
-            nn.ReLU(),
-            nn.ConvTranspose2d(second, c, 4, 2, 1),
-            nn.Tanh(),
-        )
+            nn.Unflatten(1, (first, h // factor, w // factor)),
+        ]
+        for wide, narrow in pairwise(widths):
+            layers += [
+                nn.ConvTranspose2d(wide, narrow, 4, 2, 1, bias=False),
+                nn.BatchNorm2d(narrow),
+                nn.ReLU(),
+            ]
+        layers += [nn.ConvTranspose2d(widths[-1], c, 4, 2, 1), nn.Tanh()]
+        self.body = nn.Sequential(*layers)
 
     def forward(self, z: Tensor) -> Tensor:
         return (self.body(z) + 1.0) * 0.5
@@ -68,14 +76,15 @@ def _norm(kind: str, channels: int) -> nn.Module:
 
 
 class ConvTrunk(nn.Module):
-    """Stride-2 convs with leaky ReLU (28 -> 14 -> 7), optional minibatch std, flattened."""
+    """Stride-2 convs with leaky ReLU (28 -> 14 -> 7 for two widths; the stages the size needs,
+    widths doubled, where it is larger: genmodels.shapes), optional minibatch std, flattened."""
 
     def __init__(self, in_channels: int, channels: Sequence[int], image_hw: Sequence[int],
                  norm: str, minibatch_std: bool):  # fmt: skip
         super().__init__()
         h, w = image_hw
         layers: list[nn.Module] = []
-        for index, width in enumerate(channels):
+        for index, width in enumerate(stack_widths(channels, (h, w))):
             layers.append(nn.Conv2d(in_channels, width, 4, 2, 1))
             if index > 0:  # DCGAN: no normalisation on the first layer
                 layers.append(_norm(norm, width))

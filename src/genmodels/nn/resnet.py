@@ -6,6 +6,12 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 NORMS = {"instance": nn.InstanceNorm2d, "batch": nn.BatchNorm2d}
+PAPER_LARGE_SIDE = 128  # Zhu et al.: 6 residual blocks below 128x128 images, 9 from it up
+
+
+def paper_blocks(hw: tuple[int, int]) -> int:
+    """The generator's residual blocks by image size, as the paper chooses them."""
+    return 9 if min(hw) >= PAPER_LARGE_SIDE else 6
 
 
 class NormResidualBlock(nn.Module):
@@ -29,8 +35,9 @@ class NormResidualBlock(nn.Module):
 
 class ResnetGenerator(nn.Module):
     """c7s1-k, d2k, d4k, R x residual(4k), u2k, uk, c7s1-C (Johnson et al. 2016 as CycleGAN uses
-    it), with `downsampling` stride-2 stages (28 -> 14 -> 7 for 2). Pixels in [0, 1] at both
-    ends; [-1, 1] inside, tanh at the output."""
+    it), with `downsampling` stride-2 stages (28 -> 14 -> 7 for 2): fully convolutional, for any
+    size divisible by 2^downsampling. Pixels in [0, 1] at both ends; [-1, 1] inside, tanh at the
+    output."""
 
     def __init__(self, channels: int = 1, width: int = 32, blocks: int = 6,
                  downsampling: int = 2, norm: str = "instance"):  # fmt: skip
@@ -64,7 +71,8 @@ class ResnetGenerator(nn.Module):
 class PatchDiscriminator(nn.Module):
     """PatchGAN (Isola et al. 2017): `layers` stride-2 4x4 convolutions, one stride-1, then one
     score per overlapping patch (a 12x12 map of 16x16 patches for layers=1 on 28x28 images, a
-    5x5 map of 34x34 receptive fields for layers=2). Raw scores, for the least-squares loss."""
+    5x5 map of 34x34 receptive fields for layers=2, the paper's 70x70 patches for layers=3). Any
+    side of at least 3 x 2^layers leaves a map. Raw scores, for the least-squares loss."""
 
     def __init__(self, channels: int = 1, width: int = 64, layers: int = 2,
                  norm: str = "instance"):  # fmt: skip

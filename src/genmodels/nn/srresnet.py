@@ -10,6 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from genmodels.shapes import stack_widths
+
 HEAD_KERNEL = 9  # the paper's 9x9 first and last convolutions (cheap at 7x7)
 TAIL_KERNEL = 5  # the last one runs at full resolution: 5x5 keeps it CPU-sized
 
@@ -137,19 +139,20 @@ class DeployedSRResNet(nn.Module):
 
 
 class SRDiscriminator(nn.Module):
-    """The paper's discriminator at 28x28 and CPU size: conv 3x3 + LeakyReLU(0.2), then one
-    stride-2 conv + LeakyReLU per width (28 -> 14 -> 7), and a dense layer to one logit. No
-    BatchNorm: spectral normalisation is the option (`spectral_norm`)."""
+    """The paper's discriminator at CPU size: conv 3x3 + LeakyReLU(0.2), then one stride-2 conv +
+    LeakyReLU per width (28 -> 14 -> 7 for two; the stages the size needs, widths doubled, where
+    it is larger: genmodels.shapes), and a dense layer to one logit. `image_shape` is what it
+    judges: the training crops where there are crops. No BatchNorm: spectral normalisation is
+    the option (`spectral_norm`)."""
 
     def __init__(self, image_shape: tuple[int, int, int], channels: list[int]):
         super().__init__()
         c, h, w = image_shape
-        factor = 2 ** len(channels)
-        if h % factor or w % factor:
-            raise ValueError(f"image {h}x{w} is not divisible by 2^{len(channels)}")
-        layers: list[nn.Module] = [nn.Conv2d(c, channels[0], 3, padding=1), nn.LeakyReLU(0.2)]
-        in_ch = channels[0]
-        for ch in channels:
+        widths = stack_widths(channels, (h, w))
+        factor = 2 ** len(widths)
+        layers: list[nn.Module] = [nn.Conv2d(c, widths[0], 3, padding=1), nn.LeakyReLU(0.2)]
+        in_ch = widths[0]
+        for ch in widths:
             layers += [nn.Conv2d(in_ch, ch, 4, stride=2, padding=1), nn.LeakyReLU(0.2)]
             in_ch = ch
         layers += [nn.Flatten(), nn.Linear(in_ch * (h // factor) * (w // factor), 1)]
