@@ -34,6 +34,7 @@ from genmodels.models.evaluator import load_space
 from genmodels.report import markdown_table
 from genmodels.stage import run_stage
 from genmodels.training import Batch, Budget, Trainer, TrainOutputs
+from genmodels.training.recipe import DataInfo
 from genmodels.training.runtime import seed_everything, select_device, set_threads
 from timed_repro import cpu_model
 
@@ -146,13 +147,50 @@ def measure(instance: str, params, data, device, seconds: float, rounds: int) ->
     }
 
 
+def throughput_by_shape(instance: str, params, device, shapes: list[tuple[int, int, int]],
+                        seconds: float, rounds: int) -> dict:  # fmt: skip
+    """The bare loop's images/s of one instance built for each image shape, on random uint8
+    images of that shape; shapes alternated round by round (the machine's speed drifts)."""
+    model = params.model(instance)
+    setups = {}
+    for shape in shapes:
+        seed_everything(params.train.seed)
+        info = DataInfo(f"random {shape}", shape, 10, tuple(str(c) for c in range(10)))
+        recipe = build_recipe(model, info, device, instance)
+        recipe.train(True)
+        generator = torch.Generator().manual_seed(0)
+        images = torch.randint(0, 256, (2048, *shape), dtype=torch.uint8, generator=generator)
+        labels = torch.randint(0, 10, (2048,), generator=generator)
+        batch = model.batch_size
+        images, labels = images.to(device), labels.to(device)
+        steps = steps_for(recipe, images, labels, batch, seconds)
+        setups["x".join(map(str, shape))] = (recipe, images, labels, batch, steps)
+    runs: dict[str, list[float]] = {name: [] for name in setups}
+    for round_ in range(rounds):
+        for name, (recipe, images, labels, batch, steps) in setups.items():
+            runs[name].append(bare_loop(recipe, images, labels, batch, steps, round_ * steps))
+    return {
+        name: {
+            "family": model.family,
+            "batch_size": setups[name][3],
+            "images_per_second": round(statistics.median(found), 1),
+            "runs": [round(r, 1) for r in found],
+        }
+        for name, found in runs.items()
+    }
+
+
 def main(args) -> None:
     params = load_params(args.params)
     set_threads(params.train.num_threads)
     device = select_device(params.train.device)
     data = load_prepared(params.data.prepared_dir)
     logging.getLogger("genmodels.training.trainer").setLevel(logging.WARNING)
-    instances = [EVALUATOR, *params.models] if not args.only else args.only
+    instances = [EVALUATOR, *params.models] if args.only is None else args.only
+    # the DCGAN at the default data's shape and at CIFAR-10's (3x32x32)
+    by_shape = throughput_by_shape("gan", params, device, [tuple(data.image_shape), (3, 32, 32)],
+                                   args.seconds, args.rounds)  # fmt: skip
+    log.info("bench: gan by shape %s", by_shape)
     results = {}
     for instance in instances:
         log.info("bench: %s", instance)
@@ -166,12 +204,17 @@ def main(args) -> None:
             evaluate_cost[path.stem] = seconds
     repro_path = Path("reports/bench/repro.json")
     repro = json.loads(repro_path.read_text()) if repro_path.exists() else None
+    last = json.loads(OUT.read_text()) if OUT.exists() else {}
+    if args.only is not None and last.get("cpu_model") == cpu_model():
+        # a partial run updates the last report from the same processor
+        results = last.get("training", {}) | results
     report = {
         "device": str(device),
         "threads": torch.get_num_threads(),
         "cpu_model": cpu_model(),
         "finished": datetime.now(UTC).isoformat(timespec="seconds"),
         "training": results,
+        "gan_by_shape": by_shape,
         "evaluate_seconds": evaluate_cost,
         "repro": repro,
     }
@@ -191,6 +234,8 @@ if __name__ == "__main__":
     def arguments(parser) -> None:
         parser.add_argument("--seconds", type=float, default=1.5, help="time per timed run")
         parser.add_argument("--rounds", type=int, default=9, help="Trainer runs, between bare runs")
-        parser.add_argument("--only", nargs="*", help="these instances only")
+        parser.add_argument(
+            "--only", nargs="*", help="these instances only (none: the shapes only)"
+        )
 
     run_stage(main, "Benchmark training throughput against a bare loop", arguments)

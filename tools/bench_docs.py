@@ -83,12 +83,28 @@ def training_section(train: dict | None) -> str:
             cell(evaluate.get(name)),
         ])  # fmt: skip
     out.append(table(header, rows))
-    return "\n".join(out)
+    by_shape = shape_section(train)
+    return "\n".join([*out, "", by_shape] if by_shape else out)
 
 
 def _stage_group(stage: str) -> str:
     """train@gan -> train, train_evaluator -> train, prepare -> prepare."""
     return stage.split("@")[0].removesuffix("_evaluator")
+
+
+def shape_section(train: dict | None) -> str:
+    """The DCGAN's bare-loop throughput at each image shape measured by `make bench`."""
+    by_shape = (train or {}).get("gan_by_shape")
+    if not by_shape:
+        return ""
+    rows = [[name, cell(r.get("batch_size")), cell(r.get("images_per_second")),
+             ", ".join(cell(x) for x in r.get("runs", []))]
+            for name, r in by_shape.items()]  # fmt: skip
+    return "\n".join([
+        "The `gan` instance's DCGAN at the default data's shape and at CIFAR-10's (random images "
+        "of that shape, bare loop, shapes alternated round by round):", "",
+        table(["shape (CxHxW)", "batch", "img/s (median)", "rounds"], rows),
+    ])  # fmt: skip
 
 
 def repro_section(repro: dict | None) -> str:
