@@ -1,6 +1,7 @@
 """The evaluator space: the real reference every generated set is compared with, and the
 metrics suite that judges a set of images in a feature space (genmodels.nn.features).
-Class-based metrics (classifier score, class coverage, accuracy) use the evaluator's classes.
+Class-based metrics (classifier score, class coverage, accuracy) use the evaluator's classes;
+on data without labels they are left out and every metrics file says so (UNLABELLED_REASON).
 """
 
 from __future__ import annotations
@@ -29,6 +30,9 @@ log = logging.getLogger(__name__)
 
 REFERENCE_FILE = Path("data/reference/features.pt")
 REFERENCE_HINT = "run `dvc repro evaluate_evaluator` to compute it"
+UNLABELLED_REASON = (
+    "the data has no class labels: classifier score, class coverage and accuracies are left out"
+)
 
 
 @dataclass(frozen=True)
@@ -91,8 +95,11 @@ class EvaluatorSpace:
     def __init__(self, extract: Extractor, classify: Extractor, reference: RealReference,
                  train_images: Tensor, test_images: Tensor, settings: SuiteSettings,
                  num_classes: int, network: nn.Module | None = None,
-                 extract_and_classify: JointExtractor | None = None):  # fmt: skip
+                 extract_and_classify: JointExtractor | None = None,
+                 feature_space: str | None = None):  # fmt: skip
         self.extract = extract
+        # what the features are, named in every metrics file (defaults to the extractor's name)
+        self.feature_space = feature_space or reference.extractor
         self.classify = classify
         self.reference = reference
         self.train_images = train_images  # uint8, for the memorisation check
@@ -108,6 +115,15 @@ class EvaluatorSpace:
         order = torch.randperm(len(reference.train_features), generator=generator)
         # the real side of KID and PRDC: a fixed random subset of the training features
         self.real_subset = reference.train_features[order[: settings.n_samples]]
+
+    @property
+    def labelled(self) -> bool:
+        """Class metrics exist only for data with class labels."""
+        return self.num_classes > 0
+
+    def class_accuracy(self, key: str, images: Tensor, labels: Tensor) -> dict[str, float]:
+        """{key: accuracy} on labelled data; {} on data without labels."""
+        return {key: self.accuracy(images, labels)} if self.labelled else {}
 
     def features(self, images: Tensor) -> Tensor:
         return map_batches(self.extract, images, self.settings.batch_size)
@@ -131,35 +147,45 @@ class EvaluatorSpace:
 
     def quick_metrics(self, images: Tensor) -> dict[str, float]:
         """The cheap subset watched during training: FID, precision/recall, class histogram."""
+        if not self.labelled:
+            features = self.features(images)
+            return self._quick_distribution(features, len(images))
         features, probs = self.features_and_probabilities(images)
-        k = min(self.settings.prdc_k, len(images) - 1)
-        scores = prdc(self.real_subset[: len(images)], features, k=k)
+        out = self._quick_distribution(features, len(images))
         modes = mode_report(
             probs, self.reference.train_labels, self.num_classes, self.settings.min_class_share
         )
-        out = {
-            "fid": self.fid(features),
-            "precision": scores["precision"],
-            "recall": scores["recall"],
+        out |= {
             "class_coverage": float(modes["class_coverage"]),
             "class_kl": modes["class_kl"],
         }
         out |= {f"class_{c}": share for c, share in enumerate(modes["class_histogram"])}
         return out
 
+    def _quick_distribution(self, features: Tensor, count: int) -> dict[str, float]:
+        k = min(self.settings.prdc_k, count - 1)
+        scores = prdc(self.real_subset[:count], features, k=k)
+        return {"fid": self.fid(features), "precision": scores["precision"],
+                "recall": scores["recall"]}  # fmt: skip
+
     def sample_metrics(self, images: Tensor, features: Tensor | None = None,
                        probs: Tensor | None = None) -> dict:  # fmt: skip
         """Every sample metric of a set of images against the real training data."""
         s = self.settings
-        if features is None and probs is None:
+        if features is None and probs is None and self.labelled:
             features, probs = self.features_and_probabilities(images)
         features = self.features(images) if features is None else features
-        probs = self.probabilities(images) if probs is None else probs
+        if self.labelled and probs is None:
+            probs = self.probabilities(images)
         kid_mean, kid_std = kid(
             features, self.real_subset, subsets=s.kid_subsets, subset_size=s.kid_subset_size,
             seed=s.seed,
         )  # fmt: skip
-        modes = mode_report(probs, self.reference.train_labels, self.num_classes, s.min_class_share)
+        modes = (
+            mode_report(probs, self.reference.train_labels, self.num_classes, s.min_class_share)
+            if self.labelled
+            else {}
+        )
         return {
             "n_samples": len(images),
             "fid": self.fid(features),
