@@ -12,6 +12,7 @@ from genmodels.config import load_params
 from genmodels.data.prepared import load_prepared
 from genmodels.families import family
 from genmodels.io import write_json
+from genmodels.metrics.space import space_named
 from genmodels.models import data_info, load_trained
 from genmodels.models.evaluator import load_space
 from genmodels.sections import headline
@@ -74,6 +75,7 @@ def main(args) -> None:
             "family": model.family,
             "train_seconds": ctx.train_metrics["train_seconds"],
             "evaluate_seconds": round(time.perf_counter() - started, 2),
+            **space_named(space),
             **result.metrics,
         }
         write_json(Path("metrics/eval") / f"{args.instance}.json", metrics)

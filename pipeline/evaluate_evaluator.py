@@ -9,8 +9,9 @@ from genmodels.config import EVALUATOR, load_params
 from genmodels.data.prepared import load_prepared
 from genmodels.families import family
 from genmodels.io import write_json
-from genmodels.metrics.space import EvaluatorSpace, SuiteSettings, compute_reference
+from genmodels.metrics.space import EvaluatorSpace, SuiteSettings, compute_reference, space_named
 from genmodels.models import data_info, load_trained
+from genmodels.models.evaluator import feature_space_name
 from genmodels.nn.features import feature_extractor
 from genmodels.sections import headline
 from genmodels.stage import run_stage
@@ -49,7 +50,7 @@ def main(args) -> None:
         )
         run.log_metrics(accuracy)
 
-        extract = feature_extractor(settings.features, evaluator, device)
+        extract = feature_extractor(settings, evaluator, device)
         reference = compute_reference(
             settings.features, extract, evaluator.probabilities, data.train_images,
             data.train_labels, data.test_images, data.test_labels, settings.batch_size,
@@ -58,6 +59,7 @@ def main(args) -> None:
         space = EvaluatorSpace(
             extract, evaluator.probabilities, reference, data.train_images, data.test_images,
             SuiteSettings.from_params(settings), data.num_classes,
+            feature_space=feature_space_name(params, evaluator),
         )  # fmt: skip
         # the floor no generator can beat: unseen real images, as many as generated ones
         chosen = torch.randperm(
@@ -66,7 +68,8 @@ def main(args) -> None:
         row = space.sample_metrics(
             data.test_images[chosen].float() / 255.0, features=reference.test_features[chosen]
         )
-        write_json(METRICS / "reference.json", {"instance": "reference", "family": "real", **row})
+        row = {"instance": "reference", "family": "real", **space_named(space), **row}
+        write_json(METRICS / "reference.json", row)
         # the evaluator's headline numbers, and the reference row's: the floor of the generators'
         summary = headline(accuracy, family(EVALUATOR).headline)
         summary |= {f"reference.{k}": v for k, v in headline(row, REFERENCE_HEADLINE).items()}

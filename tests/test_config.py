@@ -70,6 +70,26 @@ def with_change(section: str, key: str, value, instance: str | None = None) -> d
         ),
         (with_change("train", "monitor_every", 75), "must be a multiple of log_every"),
         (
+            with_change("evaluate", "features", "fid_inception"),
+            "evaluate: Value error, features fid_inception needs inception_weights",
+        ),
+        (
+            with_change("evaluate", "inception_weights", "pt_inception.pth"),
+            "set features: fid_inception to measure in the FID Inception's space",
+        ),
+        (
+            {
+                **with_change("data", "name", "photos"),
+                "models": {"c": {"family": "cgan", "steps": 1}},
+            },
+            "models.c.family: data photos has no class labels and the cGAN draws the class",
+        ),  # fmt: skip
+        (
+            {**with_change("data", "name", "celeba"), "evaluator": {"steps": 1, "task": "classes"}},
+            "evaluator.task: data celeba has no class labels and task classes classifies them; "
+            "set it to auto",
+        ),  # fmt: skip
+        (
             {"modles": {}},
             "modles: unknown key; allowed keys here: bench, data, evaluate, evaluator, export, models, register, serve, train",
         ),

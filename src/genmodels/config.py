@@ -95,6 +95,13 @@ class DataParams(Strict):
             return self.image_size, f"data.image_size is {self.image_size}"
         return None
 
+    @property
+    def has_labels(self) -> bool | None:
+        """Whether the source gives class labels; None for a folder, whose layout decides."""
+        if self.name == "folder":
+            return None
+        return not (self.name == "photos" or (self.name == "celeba" and self.attribute is None))
+
     @model_validator(mode="after")
     def _coherent_source(self):
         if self.name == "folder" and self.folder is None:
@@ -165,6 +172,10 @@ class ModelBase(Strict):
         `size` (the phrase that says where the size comes from). hw None: the size is not known
         yet (the checks that need none still run). Each family checks its own keys."""
         return {}
+
+    def labels_needed(self) -> tuple[str, str, str] | None:
+        """(key, why, fix) where these params need class labels, None where they do not."""
+        return None
 
 
 # widths of the stride-2 stages; a larger image adds stages (genmodels.shapes)
@@ -249,9 +260,13 @@ class VAEParams(ModelBase):
 
 
 class EvaluatorParams(ModelBase):
-    """The CNN classifier whose features are the space sample metrics are computed in."""
+    """The CNN whose features are the space sample metrics are computed in: a classifier of the
+    data's classes, or, on data without labels, a network trained to tell which rotation an
+    image was given (self-supervised, Gidaris et al. 2018)."""
 
     family: str = EVALUATOR
+    # auto: classes when the data has labels, rotation otherwise
+    task: Literal["auto", "classes", "rotation"] = "auto"
     channels: Channels = [32, 64]
     features: Annotated[int, Field(gt=0)] = 128
     dropout: Annotated[float, Field(ge=0, lt=1)] = 0.3
@@ -260,6 +275,17 @@ class EvaluatorParams(ModelBase):
 
     def shape_problems(self, hw: tuple[int, int] | None, size: str) -> dict[str, str]:
         return conv_stack_problems(hw, size, channels=self.channels)
+
+    def labels_needed(self) -> tuple[str, str, str] | None:
+        if self.task == "classes":
+            return "task", "task classes classifies them", "set it to auto (or rotation)"
+        return None
+
+    def resolved_task(self, labelled: bool) -> str:
+        """classes or rotation: what the evaluator learns on data with or without labels."""
+        if self.task == "auto":
+            return "classes" if labelled else "rotation"
+        return self.task
 
 
 GANLoss = Literal["minimax", "nonsaturating", "lsgan", "hinge", "wgan_gp"]
@@ -323,6 +349,14 @@ class CGANParams(AdversarialParams):
 
     embed_dim: Annotated[int, Field(gt=0, le=512)] = 16  # the generator's label embedding
     conditioning: Literal["projection", "concat"] = "projection"
+
+    def labels_needed(self) -> tuple[str, str, str] | None:
+        return (
+            "family",
+            "the cGAN draws the class it is asked for",
+            "use labelled data (class subfolders, celeba with data.attribute) or leave this "
+            "instance out",
+        )
 
     @model_validator(mode="after")
     def _one_label_per_judgement(self):
@@ -455,9 +489,11 @@ class EvaluateParams(Strict):
     ssim_window: Annotated[int, Field(ge=3, le=27)] = 11
     ssim_sigma: Annotated[float, Field(gt=0)] = 1.5
     seed: int = 0
-    # the feature space of FID, KID and PRDC: our evaluator, or ImageNet features downloaded
+    # the feature space of FID, KID and PRDC: our evaluator; the FID Inception (the literature's
+    # FID) from the local weights file inception_weights; or ImageNet features downloaded
     # through torchvision where that is possible
-    features: Literal["evaluator", "inception_v3", "vgg16"] = "evaluator"
+    features: Literal["evaluator", "fid_inception", "inception_v3", "vgg16"] = "evaluator"
+    inception_weights: str | None = None  # pt_inception-2015-12-05-6726825d.pth (pytorch-fid)
     n_samples: Annotated[int, Field(ge=10, le=100000)] = 5000  # generated images judged
     kid_subsets: Annotated[int, Field(gt=0)] = 50
     kid_subset_size: Annotated[int, Field(ge=2)] = 1000
@@ -469,6 +505,20 @@ class EvaluateParams(Strict):
     def _odd_window(self):
         if self.ssim_window % 2 == 0:
             raise ValueError("ssim_window must be odd")
+        return self
+
+    @model_validator(mode="after")
+    def _inception_weights_with_their_space(self):
+        if self.features == "fid_inception" and self.inception_weights is None:
+            raise ValueError(
+                "features fid_inception needs inception_weights: the path of pytorch-fid's "
+                "pt_inception-2015-12-05-6726825d.pth"
+            )
+        if self.features != "fid_inception" and self.inception_weights is not None:
+            raise ValueError(
+                f"inception_weights is set but features is {self.features!r}: set features: "
+                "fid_inception to measure in the FID Inception's space, or inception_weights: null"
+            )
         return self
 
 
@@ -604,6 +654,18 @@ class Params(Strict):
             raise PydanticCustomError(SHAPE_MISFIT, "{lines}", {"lines": "\n".join(lines)})
         return self
 
+    @model_validator(mode="after")
+    def _labels_where_needed(self):
+        """Instances that need class labels against a source known to have none (a folder's
+        layout is checked when the data are prepared: check_labels)."""
+        if self.data.has_labels is False:
+            lines = [unlabelled_problem(model, instance, self.data.name)
+                     for instance, model in [(EVALUATOR, self.evaluator), *self.models.items()]
+                     if model.labels_needed()]  # fmt: skip
+            if lines:
+                raise PydanticCustomError(SHAPE_MISFIT, "{lines}", {"lines": "\n".join(lines)})
+        return self
+
     def model(self, instance: str) -> ModelBase:
         """The params of an instance; `evaluator` is the top-level evaluator section."""
         if instance == EVALUATOR:
@@ -616,7 +678,20 @@ class Params(Strict):
         return self.models[instance]
 
 
-SHAPE_MISFIT = "shape_misfit"  # the error type of _networks_fit_the_size
+SHAPE_MISFIT = "shape_misfit"  # the error type of the checks whose lines name their keys
+
+
+def unlabelled_problem(model: ModelBase, instance: str | None, dataset: str) -> str:
+    """The message for an instance that needs labels on a dataset without any."""
+    key, why, fix = model.labels_needed()
+    return f"{instance_path(model, instance)}.{key}: data {dataset} has no class labels and {why}; {fix}"
+
+
+def check_labels(model: ModelBase, num_classes: int, dataset: str,
+                 instance: str | None = None) -> None:  # fmt: skip
+    """The labels check of params validation, once the prepared data tell (a folder's layout)."""
+    if num_classes == 0 and model.labels_needed():
+        raise UserError(unlabelled_problem(model, instance, dataset))
 
 
 def instance_path(model: ModelBase, instance: str | None = None) -> str:

@@ -36,15 +36,22 @@ def save_rows(rows: Sequence[Tensor], path: Path, padding: int = 2) -> Path:
     return path
 
 
+BY_CLASS = " by class"  # in a caption, where the points are coloured by their labels
+
+
 def latent_scatter(z: Tensor, labels: Tensor, names: Sequence[str], path: Path, title: str) -> Path:
+    """2-d codes, coloured by class where there are `names` (one colour for unlabelled data)."""
     z, labels = z.detach().cpu().numpy(), labels.cpu().numpy()
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 6), dpi=100)
-    points = ax.scatter(
-        z[:, 0], z[:, 1], c=labels, cmap="tab10", s=3, alpha=0.7, vmin=-0.5, vmax=9.5
-    )
-    bar = fig.colorbar(points, ax=ax, ticks=range(len(names)))
-    bar.ax.set_yticklabels(names)
+    if names:
+        points = ax.scatter(
+            z[:, 0], z[:, 1], c=labels, cmap="tab10", s=3, alpha=0.7, vmin=-0.5, vmax=9.5
+        )
+        bar = fig.colorbar(points, ax=ax, ticks=range(len(names)))
+        bar.ax.set_yticklabels(names)
+    else:
+        ax.scatter(z[:, 0], z[:, 1], s=3, alpha=0.7)
     ax.set(xlabel="z[0]", ylabel="z[1]", title=title)
     fig.tight_layout()
     with atomic_path(path) as tmp:

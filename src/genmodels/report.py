@@ -79,13 +79,17 @@ def tables(evals: dict[str, dict], evaluator: dict | None = None,
         by_family.setdefault(metrics.get("family", "other"), {})[name] = metrics
     parts = []
     if evaluator is not None:
+        space = (reference or {}).get("feature_space", "evaluator (classes)")
+        task = "rotation prediction" if evaluator.get("task") == "rotation" else "class"
+        classes = (reference or {}).get("class_metrics", "classes come from the data's labels")
         parts.append(
-            "## Sample quality in the evaluator's feature space\n\n"
-            f"Evaluator test accuracy: {evaluator['accuracy']:.4f}. FID, KID and precision / "
-            "recall / density / coverage compare generated samples with the training set in "
-            "the evaluator's penultimate-layer features; classes come from its labels. The "
-            "reference row judges real held-out test images the same way: the floor no "
-            "generator can beat.\n\n" + sample_quality_section(evals, reference) + "\n"
+            f"## Sample quality in the feature space {space}\n\n"
+            f"Evaluator {task} test accuracy: {evaluator['accuracy']:.4f}. FID, KID and "
+            "precision / recall / density / coverage compare generated samples with the "
+            f"training set in these features; {classes}. The reference row judges real "
+            "held-out test images the same way: the floor no generator can beat.\n\n"
+            + sample_quality_section(evals, reference)
+            + "\n"
         )
     for family, members in by_family.items():
         row = FAMILIES.get(family)

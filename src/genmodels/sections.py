@@ -117,7 +117,7 @@ def gan_sections(evals: dict[str, dict]) -> list[tuple[str, str]]:
         [name, m["loss"], m.get("truncation_psi", 1.0), m.get("oscillation_index", "n/a"),
          m.get("collapse", {}).get("classes_lost", "n/a"),
          m.get("collapse", {}).get("recall_drop", "n/a"), m["fid"], m["precision"], m["recall"],
-         m["class_coverage"], m["train_seconds"]]
+         m.get("class_coverage", "n/a"), m["train_seconds"]]
         for name, m in evals.items()
     ]  # fmt: skip
     return [("GAN: the game and its failures", markdown_table(header, rows))]

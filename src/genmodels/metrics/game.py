@@ -66,6 +66,16 @@ def collapse_signal(
     return {
         "classes_lost": float(num_classes - coverage[-1]),
         "min_late_class_coverage": float(coverage[start:].min()),
+        **recall_signal(rec),
+    }
+
+
+def recall_signal(recall: Sequence[float]) -> dict[str, float]:
+    """The recall half of the collapse signal: all there is on data without class labels."""
+    rec = np.asarray(recall, dtype=np.float64)
+    if len(rec) == 0:
+        raise ValueError("no monitored rows: set train.monitor_every")
+    return {
         "recall_final": float(rec[-1]),
         "recall_peak": float(rec.max()),
         "recall_drop": float(rec.max() - rec[-1]),

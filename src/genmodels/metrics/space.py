@@ -204,6 +204,13 @@ class EvaluatorSpace:
         )
 
 
+def space_named(space: EvaluatorSpace) -> dict[str, str]:
+    """The entries that name, in a metrics file, the space its numbers were measured in (and
+    why class metrics are missing, where they are)."""
+    named = {"feature_space": space.feature_space}
+    return named if space.labelled else named | {"class_metrics": UNLABELLED_REASON}
+
+
 def compute_reference(extractor_name: str, extract: Extractor, classify: Extractor,
                       train_images: Tensor, train_labels: Tensor, test_images: Tensor,
                       test_labels: Tensor, batch_size: int) -> RealReference:  # fmt: skip

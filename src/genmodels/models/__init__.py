@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from genmodels.config import check_shape
+from genmodels.config import check_labels, check_shape
 from genmodels.errors import UserError
 from genmodels.families import family
 from genmodels.training.recipe import DataInfo, Recipe
@@ -21,6 +21,7 @@ def build_recipe(params, data: DataInfo, device: torch.device, instance: str | N
     networks are known to fit the images (a UserError naming the key of `instance` if not: the
     check params validation makes where params fix the size)."""
     check_shape(params, data.image_shape, instance)
+    check_labels(params, data.num_classes, data.dataset, instance)
     return family(params.family).recipe_class()(params, data, device)
 
 

@@ -11,7 +11,7 @@ from torch import Tensor, nn
 
 from genmodels.config import AutoencoderParams
 from genmodels.data.corruptions import corrupt
-from genmodels.figures import latent_scatter, save_rows
+from genmodels.figures import BY_CLASS, latent_scatter, save_rows
 from genmodels.metrics.image import psnr, reconstruction_quality
 from genmodels.nn.batching import map_batches
 from genmodels.nn.blocks import conv_decoder, conv_encoder, mlp_decoder, mlp_encoder
@@ -155,7 +155,7 @@ class AutoencoderRecipe(Recipe):
         labels = self.space.reference.test_labels[: len(images)]
         return {
             "test_mse": F.mse_loss(recon, images).item(),
-            "recon_accuracy": self.space.accuracy(recon, labels),
+            **self.space.class_accuracy("recon_accuracy", recon, labels),
         }
 
     def evaluate(self, ctx: EvalContext) -> EvalResult:
@@ -171,8 +171,8 @@ class AutoencoderRecipe(Recipe):
             "n_test": len(originals),
             **reconstruction_quality(originals, recon, **quality),
             "pca": reconstruction_quality(originals, pca_recon, **quality)
-            | {"recon_accuracy": ctx.space.accuracy(pca_recon, ctx.test_labels)},
-            "recon_accuracy": ctx.space.accuracy(recon, ctx.test_labels),
+            | ctx.space.class_accuracy("recon_accuracy", pca_recon, ctx.test_labels),
+            **ctx.space.class_accuracy("recon_accuracy", recon, ctx.test_labels),
             "sparsity": silent_fraction(codes, self.params.sparsity_threshold),
             "sparsity_threshold": self.params.sparsity_threshold,
             "mean_abs_code": codes.abs().mean().item(),
@@ -185,7 +185,7 @@ class AutoencoderRecipe(Recipe):
         }
         if k == 2:
             names = self.data.class_names()
-            figures["Test-set latent codes by class"] = latent_scatter(
+            figures["Test-set latent codes" + BY_CLASS * self.data.labelled] = latent_scatter(
                 codes,
                 ctx.test_labels,
                 names,

@@ -13,7 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from genmodels.config import VAEParams
-from genmodels.figures import latent_scatter, save_rows
+from genmodels.figures import BY_CLASS, latent_scatter, save_rows
 from genmodels.metrics.image import reconstruction_quality
 from genmodels.metrics.likelihood import (
     active_units,
@@ -163,7 +163,7 @@ class VAERecipe(Recipe):
             "iwae_images": len(subset),
             "active_units": active_units(means, p.active_unit_threshold),
             **reconstruction_quality(images, recon, ctx.ssim_window, ctx.ssim_sigma),
-            "recon_accuracy": ctx.space.accuracy(recon, ctx.test_labels),
+            **ctx.space.class_accuracy("recon_accuracy", recon, ctx.test_labels),
         }
         # generation, the reason a VAE exists: decoded draws from the prior, judged like GANs'
         z = torch.randn(
@@ -187,7 +187,7 @@ class VAERecipe(Recipe):
             recon = self.decode_mean(self.encoder(images.to(self.device))[0]).cpu()
         watched = self.space.quick_metrics(samples)
         labels = self.space.reference.test_labels[:n]
-        return watched | {"recon_accuracy": self.space.accuracy(recon, labels)}
+        return watched | self.space.class_accuracy("recon_accuracy", recon, labels)
 
     def _figures(self, ctx: EvalContext, images: Tensor, recon: Tensor, means: Tensor):
         n, k, out, device = ctx.n_grid, self.params.latent_dim, ctx.figures_dir, ctx.device
@@ -202,7 +202,8 @@ class VAERecipe(Recipe):
             list(samples.split(n)), out / "samples.png"
         )
         labels = ctx.test_labels
-        second = int((labels != labels[0]).nonzero()[0])  # a test image of another class
+        other = (labels != labels[0]).nonzero()  # a test image of another class, if any
+        second = int(other[0]) if len(other) else min(1, len(labels) - 1)
         steps = torch.linspace(0, 1, n).unsqueeze(1)
         path = (1 - steps) * means[0] + steps * means[second]
         figures["Interpolation between two test images (posterior means)"] = save_rows(
@@ -221,7 +222,7 @@ class VAERecipe(Recipe):
         manifold = self.decode_mean(torch.stack([xs, ys], dim=-1).reshape(-1, 2).to(device)).cpu()
         return {
             "The image decoded from z = [0, 0]": save_rows([origin], out / "decoded_origin.png"),
-            "Test-set latent means by class": latent_scatter(
+            "Test-set latent means" + BY_CLASS * self.data.labelled: latent_scatter(
                 means, ctx.test_labels, names, out / "latent.png", "VAE latent space (test set)"
             ),
             "20x20 manifold decoded over [-3, 3]^2": save_rows(

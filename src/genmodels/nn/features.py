@@ -1,9 +1,9 @@
 """Feature extractors: the networks that sample metrics and feature losses see images through.
 
 The default is the pipeline's own evaluator (models/evaluator), trained on the same data,
-because ImageNet networks cannot be downloaded offline; `evaluate.features` can name a
-torchvision network with ImageNet weights instead (inception_v3, vgg16) where those can be
-fetched. The differentiable counterparts are frozen modules for losses computed in a feature
+because ImageNet networks cannot be downloaded offline; `evaluate.features` can name the FID
+Inception (fid_inception, from a local weights file: the literature's FID) or a torchvision
+network with ImageNet weights (inception_v3, vgg16) where those can be fetched. The differentiable counterparts are frozen modules for losses computed in a feature
 space (SRGAN's content loss).
 """
 
@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from genmodels.config import EVALUATOR
+from genmodels.config import EVALUATOR, EvaluateParams
 from genmodels.errors import UserError
 
 # images float [N, C, H, W] in [0, 1] -> features [N, D] (or class probabilities [N, classes])
@@ -64,11 +64,28 @@ def torchvision_extractor(name: str, device: torch.device) -> Extractor:
     return extract
 
 
-def feature_extractor(name: str, evaluator: HasFeatures, device: torch.device) -> Extractor:
-    """The features FID, KID and PRDC are computed in: the evaluator's, or an ImageNet net's."""
-    if name == EVALUATOR:
+def fid_inception_extractor(weights: str, device: torch.device) -> Extractor:
+    """The 2,048 pool features of the FID Inception, from the local weights file."""
+    from genmodels.nn.inception import load_fid_inception
+
+    network = load_fid_inception(weights)[0].to(device)
+
+    @torch.no_grad()
+    def extract(images: Tensor) -> Tensor:
+        return network(images.to(device)).cpu()
+
+    return extract
+
+
+def feature_extractor(settings: EvaluateParams, evaluator: HasFeatures, device: torch.device
+                      ) -> Extractor:  # fmt: skip
+    """The features FID, KID and PRDC are computed in (evaluate.features): the evaluator's, the
+    FID Inception's, or an ImageNet network's."""
+    if settings.features == EVALUATOR:
         return evaluator.features
-    return torchvision_extractor(name, device)
+    if settings.features == "fid_inception":
+        return fid_inception_extractor(settings.inception_weights, device)
+    return torchvision_extractor(settings.features, device)
 
 
 class FrozenFeatures(nn.Module):

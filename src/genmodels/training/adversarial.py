@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from genmodels.metrics.game import collapse_signal, oscillation_index
+from genmodels.metrics.game import collapse_signal, oscillation_index, recall_signal
 from genmodels.nn.adversarial import (
     discriminator_loss,
     discriminator_probability,
@@ -52,7 +52,8 @@ class AdversarialRecipe(Recipe):
         self.opt_d = adam(self.discriminator.parameters(), lr=params.lr_d or params.lr, betas=betas)
         noise = torch.Generator().manual_seed(params.sample_seed)
         self.fixed_z = torch.randn(PROGRESS_SAMPLES, params.latent_dim, generator=noise)
-        self.fixed_labels = torch.arange(PROGRESS_SAMPLES) % data.num_classes
+        # the cGAN's rows of classes; unused (all 0) by the GAN, which may have no classes
+        self.fixed_labels = torch.arange(PROGRESS_SAMPLES) % max(1, data.num_classes)
         self.progress: list[Tensor] = []  # one [PROGRESS_SAMPLES, C, H, W] per epoch
         self.monitor_z: Tensor | None = None
         self.monitor_labels: Tensor | None = None
@@ -197,7 +198,7 @@ class AdversarialRecipe(Recipe):
             noise = torch.Generator().manual_seed(self.params.sample_seed + 1)
             self.monitor_z = torch.randn(self.monitor_samples, self.params.latent_dim,
                                          generator=noise)  # fmt: skip
-            self.monitor_labels = torch.arange(self.monitor_samples) % self.data.num_classes
+            self.monitor_labels = torch.arange(self.monitor_samples) % max(1, self.data.num_classes)
         return self.space.quick_metrics(self.sample(self.monitor_z, self.monitor_labels))
 
     def summarise(self, history: list[dict[str, float]]) -> dict[str, Any]:
@@ -208,11 +209,11 @@ class AdversarialRecipe(Recipe):
         d_loss, g_loss = column("d_loss"), column("g_loss")
         if min(len(d_loss), len(g_loss)) >= 6:  # a swing needs a trend to swing around
             out["oscillation_index"] = oscillation_index(d_loss, g_loss)
-        coverage = column("monitor_class_coverage")
+        coverage, recall = column("monitor_class_coverage"), column("monitor_recall")
         if coverage:
-            out["collapse"] = collapse_signal(
-                coverage, column("monitor_recall"), self.data.num_classes
-            )
+            out["collapse"] = collapse_signal(coverage, recall, self.data.num_classes)
+        elif recall:  # data without labels: no classes to lose
+            out["collapse"] = recall_signal(recall)
         return out
 
     @staticmethod

@@ -29,6 +29,10 @@ class DataInfo:
     num_classes: int
     classes: tuple[str, ...] = ()  # the manifest's class names
 
+    @property
+    def labelled(self) -> bool:
+        return self.num_classes > 0
+
     def class_names(self, count: int | None = None) -> list[str]:
         """The names of the first `count` classes (all by default); numbers where unnamed."""
         count = self.num_classes if count is None else count
