@@ -80,8 +80,8 @@ def test_each_split_is_domain_a_then_domain_b_unlabelled(tmp_path):
 
 def test_both_domains_are_fitted_to_one_size_and_channel_count(tmp_path):
     root = tmp_path / "set"
-    unpaired_folder(root, {"trainA": 2, "testA": 1}, size=(20, 12))
-    unpaired_folder(root, {"trainB": 2, "testB": 1}, size=(9, 9))
+    unpaired_folder(root, {"trainA": 2, "testA": 2}, size=(20, 12))
+    unpaired_folder(root, {"trainB": 2, "testB": 2}, size=(9, 9))
 
     prepare(params(tmp_path, root, image_size=8, channels=1))
 
@@ -92,8 +92,8 @@ def test_both_domains_are_fitted_to_one_size_and_channel_count(tmp_path):
 
 def test_domains_of_different_sizes_need_image_size(tmp_path):
     root = tmp_path / "set"
-    unpaired_folder(root, {"trainA": 2, "testA": 1}, size=(8, 8))
-    unpaired_folder(root, {"trainB": 2, "testB": 1}, size=(10, 8))
+    unpaired_folder(root, {"trainA": 2, "testA": 2}, size=(8, 8))
+    unpaired_folder(root, {"trainB": 2, "testB": 2}, size=(10, 8))
 
     # the same message as for one folder of mixed sizes, naming the file that differs
     with pytest.raises(UserError, match=r"trainB_0.png: 10x8 pixels, but .*trainA_0.png is 8x8; "
@@ -129,11 +129,19 @@ def test_an_unreadable_image_stops_the_run_unless_skipping_is_asked(tmp_path):
 
 
 def test_a_domain_left_with_no_readable_image_is_named(tmp_path):
-    root = unpaired_folder(tmp_path / "set", {"trainA": 2, "testA": 1, "testB": 1})
+    root = unpaired_folder(tmp_path / "set", {"trainA": 2, "testA": 2, "testB": 2})
     (root / "trainB").mkdir()
     (root / "trainB" / "broken.png").write_bytes(b"not a PNG")
     with pytest.raises(UserError, match=r"trainB: no image of this domain is left"):
         prepare(params(tmp_path, root, skip_unreadable=True))
+
+
+def test_a_domain_of_one_test_image_is_refused(tmp_path):
+    # FID and KID of a single image are undefined: the evaluation would fail much later
+    root = unpaired_folder(tmp_path / "set", {"trainA": 2, "trainB": 2, "testA": 2, "testB": 1})
+    with pytest.raises(UserError, match=r"testB: only 1 image of this domain is left .* at "
+                                        r"least 2 images per split"):  # fmt: skip
+        prepare(params(tmp_path, root))
 
 
 def test_limits_take_a_seeded_subset_of_each_split_keeping_the_domains_apart(tmp_path):
@@ -149,10 +157,10 @@ def test_limits_take_a_seeded_subset_of_each_split_keeping_the_domains_apart(tmp
 
 
 def test_a_limit_that_empties_a_domain_is_named(tmp_path):
-    root = unpaired_folder(tmp_path / "set", {"trainA": 3, "trainB": 3, "testA": 1, "testB": 1})
+    root = unpaired_folder(tmp_path / "set", {"trainA": 3, "trainB": 3, "testA": 2, "testB": 2})
     # one training image can only come from one of the two domains
-    with pytest.raises(UserError, match=r"train[AB]: no image of this domain is left "
-                                        r"\(data.limit_train"):  # fmt: skip
+    with pytest.raises(UserError, match=r"train[AB]: (no|only 1) image of this domain is left "
+                                        r"\(after data.limit_train"):  # fmt: skip
         prepare(params(tmp_path, root, limit_train=1))
 
 

@@ -355,10 +355,13 @@ def load_unpaired(data: DataParams) -> RawDataset:
     for split, domains in chosen.items():
         counts[split] = tuple(sum(p in kept for p in domain) for domain in domains)
         for name, count in zip((f"{split}A", f"{split}B"), counts[split], strict=True):
-            if count == 0:  # every file left out by a limit or as unreadable
+            # a domain's FID and KID (the CycleGAN's evaluation) need two images or more
+            if count < 2:
+                left = "no image" if count == 0 else "only 1 image"
                 raise UserError(
-                    f"{root / name}: no image of this domain is left (data.limit_{split} or "
-                    f"{image_files.SKIP_KNOB}); raise data.limit_{split}, or add readable images"
+                    f"{root / name}: {left} of this domain is left (after data.limit_{split} "
+                    f"and {image_files.SKIP_KNOB}); each domain needs at least 2 images per "
+                    f"split: add readable images, or raise data.limit_{split}"
                 )
     n_train = sum(counts["train"])
     # clones: a saved slice would carry the other split's storage into its file
