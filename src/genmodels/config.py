@@ -48,7 +48,7 @@ class DomainParams(Strict):
 IDX_NAMES = ("fashion_mnist", "mnist", "kmnist")
 TORCHVISION_NAMES = ("cifar10", "cifar100", "svhn", "stl10", "celeba", "flowers102")
 DataName = Literal[
-    "fashion_mnist", "mnist", "kmnist", "digits", "folder", "photos",
+    "fashion_mnist", "mnist", "kmnist", "digits", "folder", "unpaired", "photos",
     "cifar10", "cifar100", "svhn", "stl10", "celeba", "flowers102",
 ]  # fmt: skip
 
@@ -63,7 +63,9 @@ class DataParams(Strict):
     limit_train: Annotated[int, Field(gt=0)] | None = None
     limit_test: Annotated[int, Field(gt=0)] | None = None
     subset_seed: int = 0
-    folder: str | None = None  # name folder: class subfolders, a flat folder, or train/ test/
+    # name folder: class subfolders, a flat folder, or train/ test/; name unpaired: the
+    # CycleGAN's trainA/ trainB/ testA/ testB/ (two domains, no known pairs)
+    folder: str | None = None
     test_fraction: Annotated[float, Field(gt=0, lt=1)] = (
         0.2  # digits; a folder with no train/ test/
     )
@@ -106,6 +108,11 @@ class DataParams(Strict):
     def _coherent_source(self):
         if self.name == "folder" and self.folder is None:
             raise ValueError("data.name folder needs data.folder: set it to the folder of images")
+        if self.name == "unpaired" and self.folder is None:
+            raise ValueError(
+                "data.name unpaired needs data.folder: set it to the folder holding trainA/, "
+                "trainB/, testA/ and testB/"
+            )
         if self.attribute is not None and self.name != "celeba":
             raise ValueError(
                 "data.attribute labels celeba only; remove it or set data.name: celeba"
@@ -391,7 +398,9 @@ class CycleGANParams(ModelBase):
     # fraction of the budget at the constant rate; then linear decay toward 0
     decay_start: Annotated[float, Field(ge=0, le=1)] = 0.5
     # evaluation's target_met on the test set's true pairs: the identity baseline's L1 at least
-    # this many times the translation's in both directions, and B -> A label preservation
+    # this many times the translation's in both directions, and B -> A label preservation (on
+    # labelled data). Unpaired folders (data.name unpaired) have no pairs: there target_met is
+    # the translated FID below the untranslated test images' in both directions.
     target_l1_ratio: Annotated[float, Field(gt=0)] = 2.0
     target_label_preservation: Annotated[float, Field(ge=0, le=1)] = 0.8
 

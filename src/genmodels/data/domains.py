@@ -1,4 +1,5 @@
-"""The CycleGAN's two domains, built from one dataset so that translation has a known answer.
+"""The CycleGAN's two domains: built from one dataset so that translation has a known answer,
+or read from the user's unpaired folders (data.name unpaired), which have none.
 
 Domain A is the dataset as it is; domain B is T(A) for a transform T named in params
 (`data.domains.transform`): `edges` (Sobel gradient magnitude, as in edges-to-photos tasks),
@@ -6,6 +7,10 @@ Domain A is the dataset as it is; domain B is T(A) for a transform T named in pa
 halves by a seeded permutation: domain A takes the images of one half as they are, domain B the
 transform of the other half, so no training image ever meets its own pair. The test set keeps
 the true pairs (x, T(x)), which is what translation quality is measured against.
+
+With data.name unpaired the domains are the folders trainA/ + testA/ and trainB/ + testB/ as
+they are (genmodels.data.sources.load_unpaired): no transform, no pairs, no labels, and the
+domains may differ in size. `Domains.paired` tells the two kinds apart.
 
 The prepare stage writes them to data/prepared/domains.pt; load_domains() reads them back.
 """
@@ -34,6 +39,8 @@ SOBEL_GAIN = 4.0
 
 TENSOR_KEYS = ("train_a", "train_b", "train_a_labels", "train_b_labels", "train_a_index",
                "train_b_index", "test_a", "test_b", "test_labels")  # fmt: skip
+UNPAIRED = "unpaired"  # the manifest's source of domains read from the user's folders
+UNPAIRED_KEYS = ("train_a", "train_b", "train_a_index", "train_b_index", "test_a", "test_b")
 
 
 # -- the transforms: float [N, C, H, W] in [0, 1] -> the same shape and range ------------------
@@ -129,21 +136,63 @@ def describe(tensors: dict[str, Tensor], dataset: str, params: DomainParams) -> 
     }
 
 
+# -- the user's unpaired folders ------------------------------------------------------------------
+def split_unpaired(train_images: Tensor, test_images: Tensor,
+                   counts: dict[str, tuple[int, int]]) -> dict[str, Tensor]:  # fmt: skip
+    """The tensors of domains.pt for unpaired folders: each split is A's images, then B's."""
+    n_train, n_test = counts["train"][0], counts["test"][0]
+    # clones: a saved slice would carry the whole split's storage with it
+    return {
+        "train_a": train_images[:n_train].clone(),
+        "train_b": train_images[n_train:].clone(),
+        "train_a_index": torch.arange(n_train),
+        "train_b_index": torch.arange(n_train, len(train_images)),
+        "test_a": test_images[:n_test].clone(),
+        "test_b": test_images[n_test:].clone(),
+    }
+
+
+def describe_unpaired(tensors: dict[str, Tensor], folder: str | Path,
+                      sha256: str) -> dict[str, Any]:  # fmt: skip
+    """The manifest entry of unpaired domains: "<folder name>:A" and ":B", counts per domain and
+    split, and the checksum of the files read (what identifies them, wherever they lie)."""
+    name = Path(folder).name or UNPAIRED
+    return {
+        "file": DOMAINS_FILE,
+        "source": UNPAIRED,
+        "paired": False,
+        "folder": str(folder),
+        "domain_a": f"{name}:A",
+        "domain_b": f"{name}:B",
+        "sha256": sha256,
+        "counts": {k: len(tensors[k]) for k in ("train_a", "train_b", "test_a", "test_b")},
+    }
+
+
 # -- reading them back ---------------------------------------------------------------------------
 @dataclass
 class Domains:
-    """The two domains as uint8 tensors on the CPU (labels are never used for training)."""
+    """The two domains as uint8 tensors on the CPU (labels are never used for training).
 
-    train_a: Tensor  # [N_a, C, H, W]: images of one half, as they are
-    train_b: Tensor  # [N_b, C, H, W]: T(images of the other half)
-    train_a_labels: Tensor
-    train_b_labels: Tensor
+    Built domains (paired) have labels and true test pairs; unpaired folders have neither: their
+    label fields are None and test_a, test_b are unrelated images, possibly of other counts."""
+
+    train_a: Tensor  # [N_a, C, H, W]: images of one half, as they are (unpaired: trainA/)
+    train_b: Tensor  # [N_b, C, H, W]: T(images of the other half) (unpaired: trainB/)
     train_a_index: Tensor  # source indices into the prepared training set
     train_b_index: Tensor
-    test_a: Tensor  # the test images
-    test_b: Tensor  # their true pairs T(test images)
-    test_labels: Tensor
+    test_a: Tensor  # the test images (unpaired: testA/)
+    test_b: Tensor  # their true pairs T(test images) (unpaired: testB/, no pairs)
     info: dict[str, Any]  # the manifest entry: transform, its knobs, names, counts
+    train_a_labels: Tensor | None = None
+    train_b_labels: Tensor | None = None
+    test_labels: Tensor | None = None
+
+    @property
+    def paired(self) -> bool:
+        """Whether test_b holds the true pairs of test_a (files from before unpaired folders
+        existed have no "paired" entry: they are all built domains)."""
+        return bool(self.info.get("paired", True))
 
     @property
     def domain_a(self) -> str:
@@ -159,8 +208,8 @@ class Domains:
         return len(self.train_a) + len(self.train_b)
 
     def identity(self) -> dict[str, Any]:
-        """What identifies this data for a training checkpoint."""
-        return {k: v for k, v in self.info.items() if k != "file"}
+        """What identifies this data for a training checkpoint (not where its files lie)."""
+        return {k: v for k, v in self.info.items() if k not in ("file", "folder")}
 
 
 def save_domains(tensors: dict[str, Tensor], info: dict[str, Any], prepared_dir: Path) -> Path:
@@ -174,16 +223,18 @@ def load_domains(prepared_dir: str | Path = "data/prepared") -> Domains:
 
     path = Path(prepared_dir) / DOMAINS_FILE
     content = load_torch(path, "domain pairs for the CycleGAN", REPRO_HINT)
-    missing = [
-        k for k in (*TENSOR_KEYS, "info") if not isinstance(content, dict) or k not in content
-    ]
+    info = content.get("info") if isinstance(content, dict) else None
+    paired = not isinstance(info, dict) or info.get("paired", True)
+    keys = TENSOR_KEYS if paired else UNPAIRED_KEYS
+    missing = [k for k in (*keys, "info") if not isinstance(content, dict) or k not in content]
     if missing:
         raise UserError(f"{path}: not a domains file (missing {', '.join(missing)}); {REPRO_HINT}")
     images = [content[k] for k in ("train_a", "train_b", "test_a", "test_b")]
+    # pairs share their count; unpaired domains only their image shape
+    a, b = content["test_a"].shape, content["test_b"].shape
     if any(t.dtype != torch.uint8 or t.ndim != 4 for t in images) or (
-        content["test_a"].shape != content["test_b"].shape
+        a != b if paired else len({t.shape[1:] for t in images}) != 1
     ):
-        raise UserError(
-            f"{path}: expected uint8 [N, C, H, W] images with paired tests; {REPRO_HINT}"
-        )
-    return Domains(**{k: content[k] for k in TENSOR_KEYS}, info=content["info"])
+        expected = "paired tests" if paired else "one image shape"
+        raise UserError(f"{path}: expected uint8 [N, C, H, W] images with {expected}; {REPRO_HINT}")
+    return Domains(**{k: content[k] for k in keys}, info=info)

@@ -10,7 +10,13 @@ from typing import Any
 import torch
 
 from genmodels.config import DataParams
-from genmodels.data.domains import build_domains, describe, save_domains
+from genmodels.data.domains import (
+    build_domains,
+    describe,
+    describe_unpaired,
+    save_domains,
+    split_unpaired,
+)
 from genmodels.data.prepared import MANIFEST, class_histogram, subset_indices
 from genmodels.data.sources import load_source
 from genmodels.io import save_torch, write_json
@@ -59,9 +65,12 @@ def prepare(
     for split, (images, labels) in splits.items():
         save_torch({"images": images, "labels": labels}, prepared_dir / f"{split}.pt")
 
-    # the CycleGAN's unpaired domains: A and T(A) from disjoint training halves, test pairs
-    domains = build_domains(*splits["train"], *splits["test"], data.domains)
-    domains_entry = describe(domains, data.name, data.domains)
+    if raw.domain_counts is not None:  # the user's trainA/ trainB/ testA/ testB/, no pairs
+        domains = split_unpaired(splits["train"][0], splits["test"][0], raw.domain_counts)
+        domains_entry = describe_unpaired(domains, data.folder, raw.source["sha256"])
+    else:  # the CycleGAN's unpaired domains: A and T(A) from disjoint training halves, test pairs
+        domains = build_domains(*splits["train"], *splits["test"], data.domains)
+        domains_entry = describe(domains, data.name, data.domains)
     save_domains(domains, domains_entry, prepared_dir)
 
     num_classes = len(raw.classes)

@@ -1,5 +1,6 @@
 """Where a dataset's images come from, by data.name: IDX files, scikit-learn's digits, a folder
-of the user's images, the photos inside installed packages, or one of torchvision's sets.
+of the user's images, the CycleGAN's two unpaired domain folders, the photos inside installed
+packages, or one of torchvision's sets.
 
 IDX datasets are looked for in data.raw_dir, then under the Debian root, then downloaded
 through torchvision when data.download allows; the first complete place wins. The digits set
@@ -92,6 +93,8 @@ class RawDataset:
     test_labels: torch.Tensor
     source: dict[str, Any]  # where it came from and checksums, for the manifest
     classes: list[str]  # label i is classes[i]; [] for unlabelled images (every label 0)
+    # unpaired domains only: split -> (images of domain A, of domain B); A's come first
+    domain_counts: dict[str, tuple[int, int]] | None = None
 
     @property
     def labelled(self) -> bool:
@@ -325,6 +328,54 @@ def load_folder(data: DataParams) -> RawDataset:
     )  # fmt: skip
 
 
+def load_unpaired(data: DataParams) -> RawDataset:
+    """The CycleGAN's own layout: trainA/ trainB/ testA/ testB/, unlabelled, no known pairs.
+
+    Each split is domain A's images followed by domain B's. The limits take a seeded subset of
+    a split's files before decoding, as for a folder; all four folders are decoded together so
+    that both domains end at one shape (or fail with the file that differs)."""
+    root = Path(data.folder)
+    scanned = image_files.scan_unpaired(root)
+    channels = data.channels or 3
+    limits = {"train": data.limit_train, "test": data.limit_test}
+    chosen: dict[str, list[list[Path]]] = {}
+    for split in ("train", "test"):
+        folders = [f"{split}A", f"{split}B"]
+        files = _limit(image_files.ImageFiles(
+            [p for name in folders for p in scanned[name].paths], None, []),
+            limits[split], data.subset_seed)  # fmt: skip
+        chosen[split] = [[p for p in files.paths if p.is_relative_to(root / n)] for n in folders]
+    paths = [p for split in chosen.values() for domain in split for p in domain]
+    decoded = image_files.read_images(
+        paths, channels, data.image_size, skip_unreadable=data.skip_unreadable,
+        max_memory_gb=data.max_memory_gb, root=root,
+    )  # fmt: skip
+    kept = set(decoded.paths)
+    counts = {}
+    for split, domains in chosen.items():
+        counts[split] = tuple(sum(p in kept for p in domain) for domain in domains)
+        for name, count in zip((f"{split}A", f"{split}B"), counts[split], strict=True):
+            # a domain's FID and KID (the CycleGAN's evaluation) need two images or more
+            if count < 2:
+                left = "no image" if count == 0 else "only 1 image"
+                raise UserError(
+                    f"{root / name}: {left} of this domain is left (after data.limit_{split} "
+                    f"and {image_files.SKIP_KNOB}); each domain needs at least 2 images per "
+                    f"split: add readable images, or raise data.limit_{split}"
+                )
+    n_train = sum(counts["train"])
+    # clones: a saved slice would carry the other split's storage into its file
+    train, test = decoded.images[:n_train].clone(), decoded.images[n_train:].clone()
+    return RawDataset(
+        train, _labels(None, len(train)), test, _labels(None, len(test)),
+        source={"origin": str(root), "layout": "trainA/ trainB/ testA/ testB/ (unpaired)",
+                "resize": data.resize_policy, "sha256": decoded.sha256,
+                "skipped": decoded.skipped},
+        classes=[],
+        domain_counts=counts,
+    )  # fmt: skip
+
+
 def load_packaged_photos(data: DataParams) -> RawDataset:
     """The colour photos inside scikit-image and scikit-learn, split by whole photo."""
     channels = data.channels or 3
@@ -393,6 +444,8 @@ def load_source(data: DataParams, debian_root: str | Path | None = None) -> RawD
     """The dataset that data.name names, from the first place that has it."""
     if data.name == "folder":
         return load_folder(data)
+    if data.name == "unpaired":
+        return load_unpaired(data)
     if data.name == "photos":
         return load_packaged_photos(data)
     if data.name not in IDX_NAMES and data.name != "digits":

@@ -16,7 +16,11 @@ pytorch-CycleGAN-and-pix2pix) does.
 The domains come from genmodels.data.domains (data/prepared/domains.pt): A is the dataset, B a
 transform of it (edges, bold, invert), the two training halves cut from disjoint images, so the
 model never sees a pair; the test set keeps the true pairs, which translation is measured
-against (L1, PSNR, SSIM, beside the identity baseline output = input).
+against (L1, PSNR, SSIM, beside the identity baseline output = input). Or they are the user's
+own unpaired folders (data.name unpaired: trainA/ trainB/ testA/ testB/), which have no pairs and
+no labels: translation is then judged by its distribution in the target domain (FID and KID
+against the target's training images, beside the untranslated test images), by the cycle and by
+the identity mapping.
 """
 
 from __future__ import annotations
@@ -33,8 +37,9 @@ from genmodels.config import CycleGANParams
 from genmodels.data.domains import Domains, load_domains
 from genmodels.errors import UserError
 from genmodels.figures import save_rows
-from genmodels.metrics.fid import fid
+from genmodels.metrics.fid import fid, kid
 from genmodels.metrics.image import reconstruction_quality
+from genmodels.metrics.space import UNLABELLED_REASON
 from genmodels.nn.adversarial import discriminator_loss, frozen, generator_loss
 from genmodels.nn.batching import map_batches
 from genmodels.nn.resnet import PatchDiscriminator, ResnetGenerator, init_weights, paper_blocks
@@ -113,6 +118,12 @@ def mean_l1(x: Tensor, y: Tensor) -> float:
     return (x - y).abs().double().mean().item()
 
 
+UNPAIRED_LEFT_OUT = (
+    "unpaired domains: no true pairs (L1, PSNR, SSIM against the pair, the output = input "
+    "baseline) and no class labels (label preservation)"
+)
+
+
 # -- the recipe -----------------------------------------------------------------------------------
 class CycleGANRecipe(Recipe):
     """Trains on the domains of data/prepared/domains.pt, which the stages hand over with
@@ -154,6 +165,7 @@ class CycleGANRecipe(Recipe):
         self._train_a: Tensor | None = None  # the domain tensors on the device
         self._train_b: Tensor | None = None
         self._orders: dict[str, tuple[int, Tensor]] = {}
+        self._target_features: dict[str, Tensor] = {}  # unpaired monitor: real A and B features
         self._schedulers: dict[str, torch.optim.lr_scheduler.LambdaLR] = {}
         if p.steps is not None:  # an epochs budget needs the data to count its steps
             self._build_schedulers()
@@ -170,6 +182,7 @@ class CycleGANRecipe(Recipe):
         self.domains, self.trained_on = domains, identity
         self._train_a = domains.train_a.to(self.device)
         self._train_b = domains.train_b.to(self.device)
+        self._target_features = {}
         if not self._schedulers:
             self._build_schedulers()
         return domains.identity()
@@ -308,7 +321,8 @@ class CycleGANRecipe(Recipe):
 
     # -- watching it train ------------------------------------------------------------------------
     def monitor(self) -> dict[str, float]:
-        """Translation error against the true pairs of held-out images, and label preservation."""
+        """Translation error against the true pairs of held-out images, and label preservation
+        (on labelled data); on unpaired domains FID in the target domain and the cycle error."""
         if self.space is None or self.domains is None:
             return {}
         n, dom = self.monitor_samples, self.domains
@@ -316,16 +330,31 @@ class CycleGANRecipe(Recipe):
         with self.evaluating():
             fake_b = map_batches(self.g_ab, a, 500, self.device)
             fake_a = map_batches(self.g_ba, b, 500, self.device)
+            if not dom.paired:
+                cycle_a = map_batches(self.g_ba, fake_b, 500, self.device)
+                cycle_b = map_batches(self.g_ab, fake_a, 500, self.device)
+        if not dom.paired:
+            if not self._target_features:  # the real sides stay fixed: computed once
+                self._target_features = {"a": self.space.features(dom.train_a),
+                                         "b": self.space.features(dom.train_b)}  # fmt: skip
+            return {
+                "fid_ab": fid(self.space.features(fake_b), self._target_features["b"]),
+                "fid_ba": fid(self.space.features(fake_a), self._target_features["a"]),
+                "cycle_l1_a": mean_l1(cycle_a, a),
+                "cycle_l1_b": mean_l1(cycle_b, b),
+            }
         return {
             "l1_ab": mean_l1(fake_b, b),
             "l1_ba": mean_l1(fake_a, a),
-            "label_preservation": self.space.accuracy(fake_a, dom.test_labels[:n]),
+            **self.space.class_accuracy("label_preservation", fake_a, dom.test_labels[:n]),
         }
 
     # -- evaluation -------------------------------------------------------------------------------
     @torch.no_grad()
     def evaluate(self, ctx: EvalContext) -> EvalResult:
         self.train(False)
+        if not self._need_domains().paired:
+            return self._evaluate_unpaired(ctx)
         dom, space = self._need_domains(), ctx.space
         a, b = dom.test_a.float() / 255.0, dom.test_b.float() / 255.0
         labels = dom.test_labels
@@ -356,14 +385,16 @@ class CycleGANRecipe(Recipe):
         ab["fid_true_pairs"] = fid(space.features(b), real_b)  # the floor: real test B images
         ba["fid"] = space.fid(space.features(fake_a))
         ba["fid_true_pairs"] = space.fid(space.reference.test_features)
-        # label preservation: the evaluator (trained on domain A) on B -> A translations
-        ba["label_preservation"] = space.accuracy(fake_a, labels)
-        ba["label_accuracy_true_pairs"] = space.accuracy(a, labels)  # the upper reference
-        ba["label_accuracy_untranslated"] = space.accuracy(b, labels)  # B images as they are
-        ab["label_accuracy_cycle"] = space.accuracy(cycle_a, labels)  # a -> b -> a
+        # label preservation: the evaluator (trained on domain A) on B -> A translations; left
+        # out when the data has no class labels (built domains of a flat folder)
+        ba |= space.class_accuracy("label_preservation", fake_a, labels)
+        ba |= space.class_accuracy("label_accuracy_true_pairs", a, labels)  # the upper reference
+        ba |= space.class_accuracy("label_accuracy_untranslated", b, labels)  # B as they are
+        ab |= space.class_accuracy("label_accuracy_cycle", cycle_a, labels)  # a -> b -> a
 
         domain_a, domain_b = dom.domain_a, dom.domain_b
         ratio = min(ab["l1_ratio_vs_identity"], ba["l1_ratio_vs_identity"])
+        preserved = ba.get("label_preservation")
         metrics = {
             "domain_a": domain_a,
             "domain_b": domain_b,
@@ -372,12 +403,14 @@ class CycleGANRecipe(Recipe):
             "ab": ab,
             "ba": ba,
             "l1_ratio_min": ratio,
-            "label_preservation": ba["label_preservation"],
+            **({} if preserved is None else {"label_preservation": preserved}),
             "target_met": bool(
                 ratio >= self.params.target_l1_ratio
-                and ba["label_preservation"] >= self.params.target_label_preservation
+                and (preserved is None or preserved >= self.params.target_label_preservation)
             ),
         }
+        if preserved is None:
+            metrics["left_out"] = UNLABELLED_REASON
         n, out = ctx.n_grid, ctx.figures_dir
         figures = {
             f"A -> B ({domain_a} -> {domain_b}): input / translation / true pair / "
@@ -389,11 +422,71 @@ class CycleGANRecipe(Recipe):
                 [b[:n], fake_a[:n], a[:n], cycle_b[:n]], out / "translation_ba.png"
             ),
         }
-        table = {
-            "l1_ab": ab["l1"],
-            "l1_ba": ba["l1"],
-            "label_preservation": ba["label_preservation"],
+        table = {"l1_ab": ab["l1"], "l1_ba": ba["l1"]}
+        if preserved is not None:
+            table["label_preservation"] = preserved
+        return EvalResult(metrics=metrics, figures=figures, table=table)
+
+    def _evaluate_unpaired(self, ctx: EvalContext) -> EvalResult:
+        """Each direction judged in the target domain, where no pair says what is right: FID
+        and KID of the translated test images against the target's training images, beside the
+        untranslated test images (what a translation must beat) and the target's own real test
+        images (the floor); the cycle x -> G -> F -> x and the identity mapping G(y) ~ y."""
+        dom, space = self._need_domains(), ctx.space
+        s = space.settings
+        a, b = dom.test_a.float() / 255.0, dom.test_b.float() / 255.0
+
+        def run(generator: nn.Module, images: Tensor) -> Tensor:
+            return map_batches(generator, images, ctx.batch_size, ctx.device)
+
+        fake_b, fake_a = run(self.g_ab, a), run(self.g_ba, b)
+        cycle_a, cycle_b = run(self.g_ba, fake_b), run(self.g_ab, fake_a)
+
+        def kid_of(features: Tensor, real: Tensor) -> tuple[float, float]:
+            return kid(features, real, subsets=s.kid_subsets, subset_size=s.kid_subset_size,
+                       seed=s.seed)  # fmt: skip
+
+        def direction(generator, source, target_test, target_train, translated, cycled):
+            real = space.features(target_train)
+            found, untranslated = space.features(translated), space.features(source)
+            kid_mean, kid_std = kid_of(found, real)
+            return {
+                "fid": fid(found, real),
+                "fid_untranslated": fid(untranslated, real),  # the baseline: output = input
+                "fid_real_test": fid(space.features(target_test), real),  # the floor
+                "kid": kid_mean,
+                "kid_std": kid_std,
+                "kid_untranslated": kid_of(untranslated, real)[0],
+                "cycle_l1": mean_l1(cycled, source),
+                # G fed its own target domain should leave the image alone
+                "identity_l1": mean_l1(run(generator, target_test), target_test),
+            }
+
+        ab = direction(self.g_ab, a, b, dom.train_b, fake_b, cycle_a)
+        ba = direction(self.g_ba, b, a, dom.train_a, fake_a, cycle_b)
+        domain_a, domain_b = dom.domain_a, dom.domain_b
+        metrics = {
+            "domain_a": domain_a,
+            "domain_b": domain_b,
+            "paired": False,
+            "feature_space": space.feature_space,
+            "n_test_a": len(a),
+            "n_test_b": len(b),
+            "ab": ab,
+            "ba": ba,
+            "left_out": UNPAIRED_LEFT_OUT,
+            # with no pairs the bar is the untranslated images: closer to the target than them
+            "target_met": bool(all(d["fid"] < d["fid_untranslated"] for d in (ab, ba))),
         }
+        n, out = ctx.n_grid, ctx.figures_dir
+        figures = {
+            f"A -> B ({domain_a} -> {domain_b}): input / translation / cycle reconstruction":
+                save_rows([a[:n], fake_b[:n], cycle_a[:n]], out / "translation_ab.png"),
+            f"B -> A ({domain_b} -> {domain_a}): input / translation / cycle reconstruction":
+                save_rows([b[:n], fake_a[:n], cycle_b[:n]], out / "translation_ba.png"),
+        }  # fmt: skip
+        table = {"fid_ab": ab["fid"], "fid_ba": ba["fid"], "cycle_l1_ab": ab["cycle_l1"],
+                 "cycle_l1_ba": ba["cycle_l1"]}  # fmt: skip
         return EvalResult(metrics=metrics, figures=figures, table=table)
 
     # -- export -----------------------------------------------------------------------------------
@@ -404,6 +497,8 @@ class CycleGANRecipe(Recipe):
         real_b = None
         if real_images is not None and self.domains is not None:
             real_b = self.domains.test_b[: len(real_images)].float() / 255.0
+            if not self.domains.paired:  # the prepared test set runs on into domain B
+                real_images = self.domains.test_a[: len(real_images)].float() / 255.0
         found = []
         for name, module, source, target, real in (
             ("ab", unwrap(self.g_ab), domain_a, domain_b, real_images),
