@@ -5,7 +5,7 @@ UV ?= $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
 RUN := $(UV) run --frozen
 DATASET_DIR := /usr/share/datasets/fashion-mnist
 
-.PHONY: help setup dataset repro evaluate test lint format mlflow-ui clean-checkpoints
+.PHONY: help setup dataset repro repro-photos evaluate test lint format mlflow-ui clean-checkpoints
 .PHONY: browser serve register bench bench-serve bench-prepare bench-docs train-ddp ablation
 
 MODEL ?= gan
@@ -36,6 +36,11 @@ dataset:
 
 repro: setup  ## run the whole pipeline (dvc repro); its wall time -> reports/bench/repro.json
 	$(RUN) python tools/timed_repro.py
+
+# A profile: its own params.yaml and dvc.yaml (tools/profile_dvc.py) under profiles/<name>/.
+repro-photos: setup  ## the photo profile: 4x SR and the CycleGAN on packaged photos -> profiles/photos/
+	cd profiles/photos && $(abspath $(UV)) run --frozen python ../../tools/timed_repro.py
+	$(RUN) python tools/profile_docs.py photos
 
 bench: setup  ## training throughput (Trainer vs a bare loop), data wait, evaluate cost -> reports/bench/train.json
 	$(RUN) python tools/bench.py

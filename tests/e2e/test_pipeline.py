@@ -3,10 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,73 +12,21 @@ import yaml
 from mlflow.tracking import MlflowClient
 
 from helpers import REPO
+from pipeline_runs import (
+    DATASET,
+    EVALUATOR_EPOCHS,
+    SAME_PATH_AS_AE_K32,
+    copy_repo,
+    dvc,
+    tiny_params,
+)
 
 pytestmark = pytest.mark.e2e
-
-DATASET = "fashion_mnist" if Path("/usr/share/datasets/fashion-mnist").exists() else "digits"
-
-
-EVALUATOR_EPOCHS = 5
-SAME_PATH_AS_AE_K32 = ("ae_k2", "ae_k8")
-
-
-def tiny_params() -> dict:
-    params = yaml.safe_load((REPO / "params.yaml").read_text())
-    params["data"] |= {"name": DATASET, "limit_train": 512, "limit_test": 256, "download": False}
-    params["train"] |= {"log_every": 1, "checkpoint_every": 5, "progress": "log",
-                        "monitor_every": 4, "monitor_samples": 64}  # fmt: skip
-    params["evaluator"].pop("steps", None)
-    params["evaluator"] |= {"epochs": EVALUATOR_EPOCHS, "batch_size": 32}  # enough to beat chance
-    # One instance per code path: ae_k2 and ae_k8 are ae_k32 at other latent sizes, and each
-    # instance costs three stage start-ups.
-    for twin in SAME_PATH_AS_AE_K32:
-        del params["models"][twin]
-    for model in params["models"].values():
-        # 8 steps of 64 for every instance: one epoch of the 512 images, or a step budget
-        if model["family"] == "srgan":
-            model |= {"steps": 8, "batch_size": 64}
-            if model["variant"] == "srgan":
-                model["pretrain_steps"] = 4  # 4 MSE steps, then 4 adversarial ones
-            continue
-        model.pop("steps", None)
-        model |= {"epochs": 1, "batch_size": 64}
-        if model["family"] == "vae":
-            model |= {"iwae_k": 16, "iwae_images": 32, "kl_warmup_steps": 4}
-    params["evaluate"] |= {"batch_size": 256, "n_grid": 8, "n_samples": 200, "kid_subsets": 5,
-                           "kid_subset_size": 100, "memorisation_samples": 50}  # fmt: skip
-    params["export"] |= {"n_parity": 16}
-    return params
 
 
 @pytest.fixture(scope="module")
 def repo_copy(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("repo")
-    for name in ("dvc.yaml", ".dvcignore"):
-        shutil.copy(REPO / name, root / name)
-    for folder in ("pipeline", "src", ".dvc"):
-        shutil.copytree(
-            REPO / folder,
-            root / folder,
-            ignore=shutil.ignore_patterns("tmp", "cache", "__pycache__"),
-        )
-    (root / "params.yaml").write_text(yaml.safe_dump(tiny_params(), sort_keys=False))
-    subprocess.run(["git", "init", "-q"], cwd=root, check=True)
-    return root
-
-
-def dvc(root: Path, *args: str) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}  # the default store
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
-    result = subprocess.run(
-        [sys.executable, "-m", "dvc", *args],
-        cwd=root,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=2400,  # the whole tiny DAG: about 10 min on a slow 2-core machine
-    )
-    assert result.returncode == 0, f"dvc {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
-    return result
+    return copy_repo(tmp_path_factory.mktemp("repo"), tiny_params())
 
 
 @pytest.fixture(scope="module")
@@ -154,6 +98,7 @@ def test_evaluator_and_reference(reproduced):
     assert 0.2 < accuracy <= 1  # 80 steps on 512 images: well above chance (0.1)
     reference = read_json(reproduced / "metrics/eval/reference.json")
     assert set(reference) >= SAMPLE_KEYS and reference["n_samples"] == 200
+    assert reference["feature_space"] == "evaluator (classes)"
     assert reference["precision"] > 0.5 and reference["recall"] > 0.5
     assert (reproduced / "data/reference/features.pt").stat().st_size > 0
     parity = read_json(reproduced / "metrics/export/evaluator.json")
@@ -186,6 +131,7 @@ def test_evaluate_outputs(reproduced, instance):
     metrics = read_json(reproduced / f"metrics/eval/{instance}.json")
     family = metrics["family"]
     assert family == FAMILY[instance] and metrics["train_seconds"] > 0
+    assert metrics["feature_space"] == "evaluator (classes)" and "class_metrics" not in metrics
     if family == "autoencoder":
         assert {"mse", "psnr", "ssim", "latent_dim", "recon_accuracy"} <= set(metrics)
         assert set(metrics["pca"]) == {"mse", "psnr", "ssim", "recon_accuracy"}
@@ -232,7 +178,8 @@ def test_evaluate_outputs(reproduced, instance):
 def test_report_has_every_table_and_figure(reproduced):
     report = (reproduced / "reports/evaluation.md").read_text()
     for title in ("against PCA", "Sparsity of the code", "Denoising", "VAE: test-set bound",
-                  "Sample quality in the evaluator", "reference: real test images",
+                  "Sample quality in the feature space evaluator (classes)",
+                  "reference: real test images",
                   "GAN: the game", "cGAN: the class that is asked for",
                   "CycleGAN: translation against the true pairs",
                   "SRGAN: super-resolution against bicubic"):  # fmt: skip
