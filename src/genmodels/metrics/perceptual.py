@@ -4,8 +4,11 @@ Zhang et al. 2018 ("The Unreasonable Effectiveness of Deep Features as a Percept
 unit-normalise each layer's activations along the channels, take the squared difference, average
 it over positions and sum over layers; even uncalibrated features of networks trained on other
 tasks (self-supervised ones among them) track human judgement far better than PSNR or SSIM.
-No ImageNet network can be downloaded here, so the layers are the conv blocks of the
-pipeline's own evaluator (genmodels.nn.features.block_activations). Lower is more alike.
+No ImageNet network can be downloaded here, so the layers are the pipeline's own evaluator's:
+the last activation of every conv block before its pooling (block1..blockK,
+genmodels.nn.features.block_activations), as LPIPS reads VGG's relu1_2..relu5_3. The SRGAN's
+content loss reads one of these blocks (its content_layer, block2 by default), so the srgan is
+partly trained for this number; the other blocks are not its objective. Lower is more alike.
 """
 
 from __future__ import annotations
