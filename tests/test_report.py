@@ -81,3 +81,23 @@ def test_render_links_every_figure_relative_to_the_report(tmp_path):
 def test_a_missing_evaluation_names_the_stage_to_run(tmp_path):
     with pytest.raises(UserError, match=r"evaluate@ae_a"):
         load_evaluations(["ae_a"], tmp_path)
+
+
+def test_sr_table_adds_the_literature_columns_only_when_the_metrics_have_them():
+    quality = {"psnr": 21.5, "ssim": 0.72, "mse": 0.01, "fid": 11.0, "accuracy": 0.82}
+    older = {"family": "srgan", "variant": "srresnet", "scale": 4, "bicubic": dict(quality),
+             "model": dict(quality), "hr_accuracy": 0.93, "train_seconds": 5.0}  # fmt: skip
+    report = tables({"sr": older})
+    assert ("| instance | variant | scale | method | PSNR | SSIM | FID vs HR test | accuracy | "
+            "HR accuracy | train s |") in report  # fmt: skip
+    assert "PSNR_y" not in report and "target" not in report
+    literature = {"psnr_y": 20.4, "ssim_y": 0.65, "perceptual_distance": 0.69}
+    newer = older | {"bicubic": quality | literature, "model": quality | literature,
+                     "target": {"srresnet": "model", "psnr_y_gain_over_bicubic": 4.7,
+                                "psnr_y_gain_min": 1.0, "met": True}}  # fmt: skip
+    report = tables({"sr": newer})
+    assert "| HR accuracy | PSNR_y | SSIM_y | perceptual dist. | train s |" in report
+    assert (
+        "| sr | srresnet | 4 | srresnet | 21.5 | 0.72 | 11 | 0.82 | 0.93 | 20.4 | 0.65 |" in report
+    )
+    assert "| sr | model | 4.7 | 1 | - | yes |" in report

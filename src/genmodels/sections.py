@@ -164,20 +164,47 @@ def cyclegan_sections(evals: dict[str, dict]) -> list[tuple[str, str]]:
 
 
 def srgan_sections(evals: dict[str, dict]) -> list[tuple[str, str]]:
-    header = ["instance", "variant", "scale", "method", "PSNR", "SSIM", "FID vs HR test",
-              "accuracy", "HR accuracy", "train s"]  # fmt: skip
-    rows = []
+    """Each method (bicubic, the srgan instance's phase 1, the model) of each instance: the
+    whole-image numbers, the accuracies on labelled data, the SR literature's PSNR_y / SSIM_y
+    (border `scale` cropped) and the perceptual distance where the metrics have them; then the
+    target of each instance that has one."""
+    methods = {}
     for name, m in evals.items():
-        methods = [("bicubic", m["bicubic"])]
+        found = [("bicubic", m["bicubic"])]
         if "phase1" in m:
-            methods.append(("SRResNet (its phase 1)", m["phase1"]))
-        methods.append((m["variant"], m["model"]))
-        rows += [
-            [name, m["variant"], m["scale"], method, r["psnr"], r["ssim"], r["fid"],
-             r["accuracy"], m["hr_accuracy"], m["train_seconds"]]
-            for method, r in methods
+            found.append(("SRResNet (its phase 1)", m["phase1"]))
+        methods[name] = [*found, (m["variant"], m["model"])]
+    judged = [r for found in methods.values() for _, r in found]
+    # columns shown when any row has them: the accuracies (labelled data only), then the SR
+    # literature's numbers
+    accuracy = any("accuracy" in r for r in judged)
+    hr = any("hr_accuracy" in m for m in evals.values())
+    literature = {"psnr_y": "PSNR_y", "ssim_y": "SSIM_y", "perceptual_distance": "perceptual dist."}
+    shown = [k for k in literature if any(k in r for r in judged)]
+    header = ["instance", "variant", "scale", "method", "PSNR", "SSIM", "FID vs HR test"]
+    header += ["accuracy"] * accuracy + ["HR accuracy"] * hr
+    header += [literature[k] for k in shown] + ["train s"]
+    rows = [
+        [name, m["variant"], m["scale"], method, r["psnr"], r["ssim"], r["fid"],
+         *[r.get("accuracy", "-")] * accuracy, *[m.get("hr_accuracy", "-")] * hr,
+         *[r.get(k, "-") for k in shown], m["train_seconds"]]
+        for name, m in evals.items()
+        for method, r in methods[name]
+    ]  # fmt: skip
+    sections = [("SRGAN: super-resolution against bicubic (test set)",
+                 markdown_table(header, rows))]  # fmt: skip
+    targets = {name: m["target"] for name, m in evals.items() if "target" in m}
+    if targets:
+        header = ["instance", "SRResNet row", "PSNR_y gain over bicubic", "required",
+                  "SRGAN perceptual gain over SRResNet", "met"]  # fmt: skip
+        rows = [
+            [name, t["srresnet"], t["psnr_y_gain_over_bicubic"], t["psnr_y_gain_min"],
+             t.get("perceptual_gain_over_srresnet", "-"), "yes" if t["met"] else "no"]
+            for name, t in targets.items()
         ]  # fmt: skip
-    return [("SRGAN: super-resolution against bicubic (test set)", markdown_table(header, rows))]
+        sections.append(("SRGAN: target (SRResNet PSNR_y gain; SRGAN perceptually closer than "
+                         "its SRResNet)", markdown_table(header, rows)))  # fmt: skip
+    return sections
 
 
 def cgan_sections(evals: dict[str, dict]) -> list[tuple[str, str]]:

@@ -4,7 +4,18 @@ import numpy as np
 import pytest
 import torch
 
-from genmodels.metrics.image import gaussian_window, mse_per_image, psnr, ssim
+from genmodels.errors import UserError
+from genmodels.metrics.image import (
+    crop_border,
+    gaussian_window,
+    luma,
+    mse_per_image,
+    psnr,
+    psnr_y,
+    quantise_8bit,
+    ssim,
+    ssim_y,
+)
 
 
 def _rand(*shape, seed=0, dtype=torch.float64):
@@ -123,3 +134,81 @@ def test_bad_inputs_raise():
         ssim(torch.rand(1, 1, 8, 8), torch.rand(1, 1, 8, 8))
     with pytest.raises(ValueError, match="differ"):
         psnr(torch.rand(1, 1, 8, 8), torch.rand(1, 1, 8, 9))
+
+
+# -- the SR literature's luma metrics ------------------------------------------------------------
+def _levels(*shape, seed=0, low=50, high=200):
+    """Images of 8-bit levels k/255, k in [low, high): quantising leaves them as they are."""
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(low, high, shape, generator=g, dtype=torch.float64) / 255
+
+
+def test_luma_is_matlab_rgb2ycbcr_y_on_the_255_scale():
+    # four pixels: black, white, pure red, and (0.5, 0.25, 1.0)
+    rgb = torch.tensor([[0.0, 1.0, 1.0, 0.5], [0.0, 1.0, 0.0, 0.25], [0.0, 1.0, 0.0, 1.0]])
+    y = luma(rgb.view(1, 3, 1, 4))
+    # by hand: 16 + 65.481 R + 128.553 G + 24.966 B
+    by_hand = [16.0, 16 + 219.0, 16 + 65.481, 16 + 32.7405 + 32.13825 + 24.966]
+    assert y.shape == (1, 1, 1, 4) and y.dtype == torch.float64
+    assert y.flatten().tolist() == pytest.approx(by_hand, abs=1e-9)
+    # one channel: the image is its own luma, on the same 0..255 scale
+    gray = torch.tensor([0.0, 0.5, 1.0]).view(1, 1, 1, 3)
+    assert luma(gray).flatten().tolist() == pytest.approx([0.0, 127.5, 255.0])
+    with pytest.raises(ValueError, match="1 or 3 channels"):
+        luma(torch.rand(1, 2, 4, 4))
+
+
+def test_crop_border_keeps_the_centre():
+    images = torch.arange(2 * 3 * 10 * 12).view(2, 3, 10, 12)
+    inner = crop_border(images, 4)
+    assert inner.shape == (2, 3, 2, 4)
+    assert torch.equal(inner, images[:, :, 4:6, 4:8])
+    assert crop_border(images, 0) is images
+    with pytest.raises(UserError, match="10x12 image has nothing left after cropping a 5-pixel"):
+        crop_border(images, 5)
+
+
+def test_quantise_8bit_rounds_to_levels():
+    x = torch.tensor([0.0, 0.5 / 255, 1.49 / 255, 0.7, 1.2, -0.1])
+    q = quantise_8bit(x) * 255
+    assert q.tolist() == pytest.approx([0.0, 0.0, 1.0, round(0.7 * 255), 255.0, 0.0])
+
+
+def test_psnr_y_of_known_noise_with_the_border_left_out():
+    x = _levels(4, 3, 24, 20)
+    signs = torch.randint(0, 2, x.shape, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    # the same error of d levels on R, G and B: Y moves by 219 d / 255 on the 0..255 scale
+    d = 3
+    noisy = x + (signs[:, :1] * d / 255).expand_as(x)
+    want = 10 * math.log10(255**2 / (219 * d / 255) ** 2)
+    assert psnr_y(noisy, x, border=4).tolist() == pytest.approx([want] * 4, abs=1e-9)
+    # errors in the border do not count; one pixel further in, they do
+    spoiled = noisy.clone()
+    spoiled[..., :4, :] = 0.0
+    spoiled[..., :, -4:] = 1.0
+    assert psnr_y(spoiled, x, border=4).tolist() == pytest.approx([want] * 4, abs=1e-9)
+    assert (psnr_y(spoiled, x, border=3) < want - 1).all()
+    # the output is rounded to 8 bits first: a sub-level error disappears unless told not to
+    assert psnr_y(x + 0.2 / 255, x, border=0).tolist() == pytest.approx([100.0] * 4)
+    unrounded = 20 * math.log10(255 / (219 * 0.2 / 255))
+    assert psnr_y(x + 0.2 / 255, x, border=0, quantise=False)[0].item() == pytest.approx(unrounded)
+    # one channel: plain PSNR of the cropped images
+    g, h = _levels(3, 1, 16, 16, seed=2), _levels(3, 1, 16, 16, seed=3)
+    plain = psnr(g[..., 2:-2, 2:-2], h[..., 2:-2, 2:-2])
+    assert torch.allclose(psnr_y(g, h, border=2), plain, atol=1e-10)
+
+
+def test_ssim_y_is_ssim_of_the_cropped_luma():
+    x, y = _levels(2, 3, 32, 32, seed=4), _levels(2, 3, 32, 32, seed=5, low=60, high=220)
+    weights = torch.tensor([65.481, 128.553, 24.966], dtype=torch.float64).view(1, 3, 1, 1)
+
+    def y_of(t):
+        return 16 + (t * weights).sum(1, keepdim=True)
+
+    want = ssim(y_of(x)[..., 4:-4, 4:-4], y_of(y)[..., 4:-4, 4:-4], 7, 1.2, data_range=255.0)
+    assert torch.allclose(ssim_y(x, y, 4, window_size=7, sigma=1.2), want, atol=1e-12)
+    assert torch.allclose(ssim_y(x, x, 4), torch.ones(2, dtype=torch.float64))
+    blurred = x.clone()
+    blurred[..., 4:-4, 4:-4] = 0.5 * (x[..., 4:-4, 4:-4] + y[..., 4:-4, 4:-4])
+    assert (ssim_y(blurred, x, 4) > ssim_y(y, x, 4)).all()
+    assert ssim_y(x.float(), y.float(), 4).dtype == torch.float32

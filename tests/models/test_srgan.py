@@ -4,20 +4,28 @@ evaluation and the ONNX graph with dynamic height and width."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import onnx
 import pytest
 import torch
 from pydantic import ValidationError
 
-from genmodels.config import SRGANParams, TrainParams
+from genmodels.config import RegisterParams, SRGANParams, TrainParams
 from genmodels.errors import UserError
 from genmodels.export import export_and_check, session_for
+from genmodels.metrics.image import psnr, quantise_8bit
+from genmodels.metrics.space import EvaluatorSpace, SuiteSettings, compute_reference
 from genmodels.models import build_recipe, data_info
+from genmodels.models import srgan as srgan_module
 from genmodels.models.srgan import bicubic_upscale, content_loss, downsample, random_crops
+from genmodels.nn.classifier import Classifier
 from genmodels.nn.features import FrozenFeatures, differentiable_extractor
+from genmodels.registry import check_gate
 from genmodels.report import sample_quality_section, tables
-from genmodels.training import Batch, Budget, EvalContext, Trainer, TrainOutputs
+from genmodels.tracking import flatten
+from genmodels.training import Batch, Budget, DataInfo, EvalContext, Trainer, TrainOutputs
 from genmodels.training.runtime import seed_everything
 from helpers import Interrupted, interrupt_at
 
@@ -260,12 +268,31 @@ def test_evaluate_puts_bicubic_and_the_model_side_by_side(digits_prepared, digit
     )  # fmt: skip
     result = recipe.evaluate(ctx)
     m = result.metrics
-    judged = {"psnr", "ssim", "mse", "fid", "accuracy"}
+    judged = {"psnr", "ssim", "mse", "fid", "accuracy", "psnr_y", "ssim_y", "perceptual_distance"}
     assert judged <= set(m) and set(m["bicubic"]) == set(m["model"]) == set(m["phase1"]) == judged
     assert m["scale"] == 4 and m["low_res"] == [7, 7] and m["variant"] == "srgan"
-    assert m["psnr"] == m["model"]["psnr"]
+    assert m["psnr"] == m["model"]["psnr"] and m["psnr_y"] == m["model"]["psnr_y"]
     assert m["psnr_gain"] == pytest.approx(m["psnr"] - m["bicubic"]["psnr"])
     assert 0 <= m["hr_accuracy"] <= 1 and m["hr_accuracy"] >= m["bicubic"]["accuracy"]
+    # grayscale: the image is its own luma, so PSNR_y is the PSNR of the 8-bit images with the
+    # 4-pixel border cropped
+    bicubic = bicubic_upscale(downsample(d.test_images.float() / 255, 4), 4)
+    cropped = psnr(quantise_8bit(bicubic)[..., 4:-4, 4:-4], d.test_images[..., 4:-4, 4:-4] / 255)
+    assert m["bicubic"]["psnr_y"] == pytest.approx(cropped.double().mean().item(), abs=1e-4)
+    assert m["border"] == 4 and m["perceptual_layers"] == ["block1", "block2"]
+    assert m["feature_space"] == "evaluator"
+    assert m["psnr_y_gain"] == pytest.approx(m["psnr_y"] - m["bicubic"]["psnr_y"])
+    # the target: the SRResNet is this srgan's phase 1
+    t = m["target"]
+    assert t["srresnet"] == "phase1" and t["psnr_y_gain_min"] == 1.0
+    assert t["psnr_y_gain_over_bicubic"] == pytest.approx(
+        m["phase1"]["psnr_y"] - m["bicubic"]["psnr_y"]
+    )
+    assert t["perceptual_gain_over_srresnet"] == pytest.approx(
+        m["phase1"]["perceptual_distance"] - m["perceptual_distance"]
+    )
+    assert t["met"] == (t["psnr_y_gain_over_bicubic"] >= 1.0
+                        and t["perceptual_gain_over_srresnet"] > 0)  # fmt: skip
     (caption, path) = next(iter(result.figures.items()))
     assert "LR (nearest) / bicubic / SRResNet (phase 1) / SRGAN / HR" in caption
     assert path.read_bytes()[:4] == b"\x89PNG"
@@ -274,6 +301,8 @@ def test_evaluate_puts_bicubic_and_the_model_side_by_side(digits_prepared, digit
     report = tables(evals, reference={"fid": 0.2})
     assert "SRGAN: super-resolution against bicubic" in report
     assert report.count("| sr | srgan | 4 |") == 3  # bicubic, phase 1, the model
+    assert "| accuracy | HR accuracy | PSNR_y | SSIM_y | perceptual dist. | train s |" in report
+    assert "## SRGAN: target" in report and "| sr | phase1 |" in report
     assert sample_quality_section(evals, None).count("| sr |") == 0
 
 
@@ -304,3 +333,126 @@ def test_onnx_generator_has_dynamic_height_and_width(digits_prepared, tmp_path):
         with torch.no_grad():
             want = recipe.generator.upscale(torch.from_numpy(x)).numpy()
         assert np.abs(out - want).max() <= 1e-4
+
+
+# -- RGB data, with and without labels ------------------------------------------------------------
+def smooth_rgb(n: int, seed: int) -> torch.Tensor:
+    """uint8 [n, 3, 32, 32]: 16x16 colour noise upscaled bicubically: smooth, with detail that
+    the 8x8 low-resolution images lose."""
+    coarse = torch.rand(n, 3, 16, 16, generator=torch.Generator().manual_seed(seed))
+    up = torch.nn.functional.interpolate(coarse, size=32, mode="bicubic", align_corners=False)
+    return (up.clamp(0, 1) * 255).round().to(torch.uint8)
+
+
+@pytest.fixture(scope="module")
+def rgb_data():
+    train, test = smooth_rgb(96, 0), smooth_rgb(64, 1)
+    labels = torch.arange(96) % 4, torch.arange(64) % 4
+    return train, test, labels
+
+
+@pytest.fixture(scope="module")
+def rgb_network(rgb_data) -> Classifier:
+    """An evaluator-shaped network trained for a few steps to predict rotations, the
+    self-supervised task of the photos' evaluator."""
+    train = rgb_data[0]
+    torch.manual_seed(0)
+    network = Classifier((3, 32, 32), [8, 16], features=16, num_classes=4, dropout=0.0)
+    optimizer = torch.optim.Adam(network.parameters(), lr=3e-3)
+    turns = torch.arange(32) % 4
+    for step in range(20):
+        images = train[32 * (step % 3) : 32 * (step % 3) + 32].float() / 255
+        rotated = torch.stack(
+            [torch.rot90(x, int(k), (1, 2)) for x, k in zip(images, turns, strict=True)]
+        )
+        loss = torch.nn.functional.cross_entropy(network(rotated), turns)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return network.eval()
+
+
+def rgb_space(rgb_data, network, labelled: bool) -> EvaluatorSpace:
+    """The network's space: with 4 classes, or none as on unlabelled photos."""
+    train, test, (train_labels, test_labels) = rgb_data
+
+    @torch.no_grad()
+    def extract(images):
+        return network.features(images)
+
+    @torch.no_grad()
+    def classify(images):
+        return torch.softmax(network(images), dim=1)
+
+    reference = compute_reference("evaluator", extract, classify, train, train_labels, test,
+                                  test_labels, batch_size=64)  # fmt: skip
+    settings = SuiteSettings(n_samples=48, kid_subsets=2, kid_subset_size=16, prdc_k=3,
+                             min_class_share=0.05, memorisation_samples=8, batch_size=64,
+                             seed=0)  # fmt: skip
+    return EvaluatorSpace(extract, classify, reference, train, test, settings,
+                          num_classes=4 if labelled else 0, network=network)  # fmt: skip
+
+
+def rgb_context(rgb_data, space, tmp_path, batch_size=16) -> EvalContext:
+    train, test, (train_labels, test_labels) = rgb_data
+    return EvalContext(
+        train_images=train, train_labels=train_labels, test_images=test, test_labels=test_labels,
+        figures_dir=tmp_path, batch_size=batch_size, n_grid=4, ssim_window=11, ssim_sigma=1.5,
+        seed=0, device=CPU, space=space,
+    )  # fmt: skip
+
+
+def rgb_srgan(rgb_data, space, **overrides):
+    seed_everything(0)
+    info = DataInfo(dataset="smooth", image_shape=(3, 32, 32), num_classes=space.num_classes)
+    params = SRGANParams(**(TINY | {"pretrain_steps": 2, "steps": 4} | overrides))
+    recipe = build_recipe(params, info, CPU)
+    recipe.attach_space(space, 8)
+    train = rgb_data[0]
+    for step in range(4):
+        recipe.training_step(Batch(train[16 * step : 16 * step + 16].float() / 255,
+                                   torch.zeros(16, dtype=torch.long)), step)  # fmt: skip
+    return recipe
+
+
+@pytest.mark.parametrize("labelled", [False, True])
+def test_rgb_evaluation_with_and_without_labels(rgb_data, rgb_network, tmp_path, labelled):
+    space = rgb_space(rgb_data, rgb_network, labelled)
+    # trained on 16x16 patches, judged on whole 32x32 images: fully convolutional
+    recipe = rgb_srgan(rgb_data, space, hr_crop=16)
+    m = recipe.evaluate(rgb_context(rgb_data, space, tmp_path)).metrics
+    literature = {"psnr_y", "ssim_y", "perceptual_distance"}
+    for row in ("bicubic", "phase1", "model"):
+        assert literature <= set(m[row]), row
+        assert all(math.isfinite(m[row][k]) for k in literature | {"psnr", "ssim", "fid"})
+        assert ("accuracy" in m[row]) == labelled
+    assert ("hr_accuracy" in m) == ("accuracy" in m) == labelled
+    assert m["low_res"] == [8, 8] and m["border"] == 4 and len(m["perceptual_layers"]) == 3
+    assert m["bicubic"]["perceptual_distance"] > 0 and 0 < m["ssim_y"] <= 1
+    assert set(m["target"]) == {"srresnet", "psnr_y_gain_over_bicubic", "psnr_y_gain_min",
+                                "perceptual_gain_over_srresnet", "met"}  # fmt: skip
+    assert set(recipe.monitor()) == ({"psnr", "accuracy"} if labelled else {"psnr"})
+    # the report's table: the accuracy columns only where there are labels
+    report = tables({"sr": {"family": "srgan", "train_seconds": 1.0, **m}})
+    assert ("| accuracy | HR accuracy |" in report) == labelled
+    assert "| PSNR_y | SSIM_y | perceptual dist. |" in report
+    # the family's gate refuses (never crashes) on data without labels: accuracy is missing
+    gate = check_gate(m, RegisterParams().gate_for("srgan"), "srgan")
+    assert ("accuracy: not in the metrics file" in gate.reasons) == (not labelled)
+
+
+def test_rgb_evaluation_in_chunks_equals_it_whole(rgb_data, rgb_network, tmp_path, monkeypatch):
+    space = rgb_space(rgb_data, rgb_network, labelled=True)
+    recipe = rgb_srgan(rgb_data, space)
+    whole = recipe.evaluate(rgb_context(rgb_data, space, tmp_path)).metrics
+    # 20 images a chunk and 2 a forward pass (what large images get)
+    monkeypatch.setattr(srgan_module, "EVAL_CHUNK_VALUES", 20 * 3 * 32 * 32)
+    monkeypatch.setattr(srgan_module, "FORWARD_VALUES", 2 * 3 * 32 * 32)
+    chunked = recipe.evaluate(rgb_context(rgb_data, space, tmp_path, batch_size=64)).metrics
+    flat_whole, flat_chunked = flatten(whole), flatten(chunked)
+    assert flat_whole.keys() == flat_chunked.keys()
+    for key, value in flat_whole.items():
+        if isinstance(value, float):
+            assert flat_chunked[key] == pytest.approx(value, rel=1e-5, abs=1e-6), key
+        else:
+            assert flat_chunked[key] == value, key

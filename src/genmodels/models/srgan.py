@@ -16,7 +16,9 @@ up-sampling. One family, two variants:
   the same pluggable choice as the metrics (genmodels.nn.features.differentiable_extractor).
 
 Both are judged beside bicubic up-sampling: PSNR, SSIM, FID against the high-resolution test
-images in the evaluator's feature space, and the evaluator's accuracy on the upscaled images.
+images in the evaluator's feature space, the evaluator's accuracy on the upscaled images (data
+with labels only), and the SR literature's PSNR_y and SSIM_y (BT.601 luma, `scale` pixels of
+border cropped) with a perceptual distance through the evaluator's conv blocks.
 The exported generator is DeployedSRResNet: the same function rearranged so that no conv runs
 at full resolution (checked against the trained network at export).
 """
@@ -24,6 +26,7 @@ at full resolution (checked against the trained network at export).
 from __future__ import annotations
 
 import copy
+import math
 
 import torch
 import torch.nn.functional as F
@@ -33,7 +36,8 @@ from genmodels.config import EVALUATOR, SRGANParams
 from genmodels.errors import UserError
 from genmodels.figures import save_rows
 from genmodels.metrics.fid import fid
-from genmodels.metrics.image import psnr, reconstruction_quality
+from genmodels.metrics.image import psnr, psnr_y, reconstruction_quality, ssim_y
+from genmodels.metrics.perceptual import activation_distance
 from genmodels.nn.adversarial import (
     discriminator_loss,
     discriminator_probability,
@@ -42,7 +46,7 @@ from genmodels.nn.adversarial import (
     with_spectral_norm,
 )
 from genmodels.nn.batching import map_batches
-from genmodels.nn.features import differentiable_extractor
+from genmodels.nn.features import block_activations, differentiable_extractor
 from genmodels.nn.srresnet import DeployedSRResNet, SRDiscriminator, SRResNet
 from genmodels.training.recipe import (
     Batch,
@@ -54,6 +58,31 @@ from genmodels.training.recipe import (
     unwrap,
 )
 from genmodels.training.runtime import adam
+
+# The photo profile's target (issue 21): the SRResNet's PSNR_y at least this many dB over bicubic
+TARGET_PSNR_Y_GAIN = 1.0
+# Evaluation holds one chunk of the test set at a time, about this many float values per copy of
+# its high-resolution images (256 MB; five copies live: HR, LR, bicubic, model, phase 1); a test
+# set that fits (Fashion-MNIST's 10,000 at 28x28) is one chunk and keeps its exact numbers
+EVAL_CHUNK_VALUES = 2**26
+# and runs a network on at most this many input values at once (evaluate.batch_size caps it
+# too): 151 96x96 RGB crops or one 1024x1024 photo, whose full-resolution activations in the
+# SRResNet's tail and the evaluator's first block stay well under a GB
+FORWARD_VALUES = 2**22
+
+
+def images_per(values: int, shape: tuple[int, ...]) -> int:
+    """How many images of `shape` make about `values` values (at least one)."""
+    return max(1, values // math.prod(shape))
+
+
+def pooled(parts: list[tuple[dict[str, float], int]]) -> dict[str, float]:
+    """Means over chunks, weighted by their sizes. One chunk's numbers are returned as they are:
+    a weighted mean of one would round them anew."""
+    if len(parts) == 1:
+        return dict(parts[0][0])
+    total = sum(n for _, n in parts)
+    return {k: sum(found[k] * n for found, n in parts) / total for k in parts[0][0]}
 
 
 def downsample(images: Tensor, scale: int) -> Tensor:
@@ -233,7 +262,8 @@ class SRGANRecipe(Recipe):
         return out
 
     def monitor(self) -> dict[str, float]:
-        """PSNR and the evaluator's accuracy on fixed held-out images upscaled by the generator."""
+        """PSNR and (on labelled data) the evaluator's accuracy on fixed held-out images upscaled
+        by the generator."""
         if self.space is None:
             return {}
         high = self.space.test_images[: self.monitor_samples].float() / 255.0
@@ -241,57 +271,142 @@ class SRGANRecipe(Recipe):
         upscaled = self.upscale(downsample(high, self.scale))
         return {
             "psnr": psnr(upscaled, high).mean().item(),
-            "accuracy": self.space.accuracy(upscaled, labels),
+            **self.space.class_accuracy("accuracy", upscaled, labels),
         }
 
     # -- evaluation -----------------------------------------------------------------------------
     def evaluate(self, ctx: EvalContext) -> EvalResult:
         """Bicubic and the generator side by side on the test set; FID against the
-        high-resolution test images (not the training set) in the evaluator's feature space."""
+        high-resolution test images (not the training set) in the evaluator's feature space.
+
+        Besides whole-image PSNR/SSIM on [0, 1] pixels, the SR literature's numbers: PSNR_y and
+        SSIM_y (genmodels.metrics.image.psnr_y: BT.601 luma of 8-bit images, `scale` pixels of
+        border cropped) and an LPIPS-style perceptual_distance through the evaluator's conv
+        blocks (genmodels.metrics.perceptual). The test set goes through in chunks, so that
+        large images fit in memory; one that fits whole is one chunk.
+        """
         self.train(False)
         space, s = ctx.space, self.scale
-        high = ctx.test_images.float() / 255.0
-        low = downsample(high, s)
-        high_features = space.features(high)
+        test, test_labels = ctx.test_images, ctx.test_labels
+        shape = tuple(test.shape[1:])
+        batch = min(ctx.batch_size, images_per(FORWARD_VALUES, shape))
+        chunk = images_per(EVAL_CHUNK_VALUES, shape)
+        blocks = None if space.network is None else block_activations(space.network, ctx.device)
+        generators: dict[str, nn.Module | None] = {"model": None}
+        if self.adversarial:  # the SRResNet it was fine-tuned from: its own phase-1 weights
+            generators["phase1"] = self.srresnet
+        parts: dict[str, list] = {name: [] for name in ("bicubic", *generators)}
+        features: dict[str, list[Tensor]] = {name: [] for name in ("high", *parts)}
+        hr_accuracy, grid = [], {}
+        for start in range(0, len(test), chunk):
+            high = test[start : start + chunk].float() / 255.0
+            labels = test_labels[start : start + chunk]
+            low = downsample(high, s)
+            outputs = {"bicubic": bicubic_upscale(low, s)}
+            outputs |= {name: self.upscale(low, batch, g) for name, g in generators.items()}
+            features["high"].append(space.features(high))
+            hr_accuracy.append((space.class_accuracy("hr_accuracy", high, labels), len(high)))
+            for name, images in outputs.items():
+                features[name].append(space.features(images))
+            judged_chunk = self._judge(ctx, high, outputs, labels, batch, blocks)
+            for name, found in judged_chunk.items():
+                parts[name].append((found, len(high)))
+            if not grid:
+                grid = {name: images[: ctx.n_grid] for name, images in outputs.items()}
+                grid |= {"low": low[: ctx.n_grid], "high": high[: ctx.n_grid]}
+        high_features = torch.cat(features["high"])
 
-        def judge(images: Tensor) -> dict[str, float]:
-            quality = reconstruction_quality(high, images, ctx.ssim_window, ctx.ssim_sigma)
-            return {
-                "psnr": quality["psnr"],
-                "ssim": quality["ssim"],
-                "mse": quality["mse"],
-                "fid": fid(space.features(images), high_features),
-                "accuracy": space.accuracy(images, ctx.test_labels),
+        def judged(name: str) -> dict[str, float]:
+            found = pooled(parts[name])
+            found["fid"] = fid(torch.cat(features[name]), high_features)
+            # the earlier metrics first, in their order, then the SR literature's
+            order = ("psnr", "ssim", "mse", "fid", "accuracy")
+            return {k: found[k] for k in order if k in found} | {
+                k: v for k, v in found.items() if k not in order
             }
 
-        bicubic = bicubic_upscale(low, s)
-        upscaled = self.upscale(low, ctx.batch_size)
-        model = judge(upscaled)
+        model = judged("model")
+        c, h, w = shape
         metrics = {
             "variant": self.params.variant,
             "scale": s,
-            "low_res": list(low.shape[-2:]),
-            "n_test": len(high),
+            "low_res": [h // s, w // s],
+            "n_test": len(test),
             **model,  # the model's own numbers at the top level: the registry's gate
-            "bicubic": judge(bicubic),
+            "bicubic": judged("bicubic"),
             "model": model,
-            "hr_accuracy": space.accuracy(high, ctx.test_labels),
+            **pooled(hr_accuracy),
         }
         metrics["psnr_gain"] = model["psnr"] - metrics["bicubic"]["psnr"]
-        n = ctx.n_grid
-        nearest = F.interpolate(low[:n], scale_factor=s, mode="nearest")
-        rows, names = [nearest, bicubic[:n]], ["LR (nearest)", "bicubic"]
-        if self.adversarial:  # the SRResNet it was fine-tuned from: its own phase-1 weights
-            phase1 = self.upscale(low, ctx.batch_size, self.srresnet)
-            metrics["phase1"] = judge(phase1)
-            rows.append(phase1[:n])
+        if self.adversarial:
+            metrics["phase1"] = judged("phase1")
+        metrics["psnr_y_gain"] = model["psnr_y"] - metrics["bicubic"]["psnr_y"]
+        metrics["border"] = s  # pixels cropped on every side for psnr_y and ssim_y
+        metrics["feature_space"] = space.feature_space
+        if blocks is not None:
+            metrics["perceptual_layers"] = [f"block{k + 1}" for k in range(blocks.network.n_blocks)]
+        metrics["target"] = self._target(metrics)
+
+        rows = [F.interpolate(grid["low"], scale_factor=s, mode="nearest"), grid["bicubic"]]
+        names = ["LR (nearest)", "bicubic"]
+        if self.adversarial:
+            rows.append(grid["phase1"])
             names.append("SRResNet (phase 1)")
-        rows += [upscaled[:n], high[:n]]
+        rows += [grid["model"], grid["high"]]
         names += ["SRGAN" if self.adversarial else "SRResNet", "HR"]
-        lh, lw = low.shape[-2:]
-        caption = f"{lh}x{lw} -> {lh * s}x{lw * s}, rows: " + " / ".join(names)
+        lh, lw = h // s, w // s
+        caption = f"{lh}x{lw} -> {h}x{w}, rows: " + " / ".join(names)
         figures = {caption: save_rows(rows, ctx.figures_dir / "upscaling.png")}
         return EvalResult(metrics=metrics, figures=figures)
+
+    def _judge(self, ctx: EvalContext, high: Tensor, outputs: dict[str, Tensor], labels: Tensor,
+               batch: int, blocks: nn.Module | None) -> dict[str, dict[str, float]]:  # fmt: skip
+        """The means over one chunk of each method's upscaled images against the originals."""
+        space, s = ctx.space, self.scale
+        # the earlier whole-image metrics as before: 2000 images a batch where that is small
+        recon_batch = min(2000, images_per(4 * FORWARD_VALUES, tuple(high.shape[1:])))
+        found, per_image = {}, {}
+        for name, images in outputs.items():
+            quality = reconstruction_quality(high, images, ctx.ssim_window, ctx.ssim_sigma,
+                                             batch_size=recon_batch)  # fmt: skip
+            found[name] = {k: quality[k] for k in ("psnr", "ssim", "mse")}
+            found[name] |= space.class_accuracy("accuracy", images, labels)
+            per_image[name] = {"psnr_y": [], "ssim_y": [], "perceptual_distance": []}
+        for i in range(0, len(high), batch):
+            hb = high[i : i + batch]
+            # the originals' activations once for every method
+            wanted = None if blocks is None else blocks(hb.to(ctx.device))
+            for name, images in outputs.items():
+                ib, into = images[i : i + batch], per_image[name]
+                into["psnr_y"].append(psnr_y(ib, hb, s))
+                into["ssim_y"].append(ssim_y(ib, hb, s, ctx.ssim_window, ctx.ssim_sigma))
+                if wanted is not None:
+                    far = activation_distance(blocks(ib.to(ctx.device)), wanted)
+                    into["perceptual_distance"].append(far.cpu())
+        for name, lists in per_image.items():
+            found[name] |= {k: torch.cat(v).double().mean().item() for k, v in lists.items() if v}
+        return found
+
+    def _target(self, metrics: dict) -> dict:
+        """The photo profile's target: the SRResNet (this instance, or the srgan instance's
+        phase 1, which is the srresnet instance at equal params and seed) at least
+        TARGET_PSNR_Y_GAIN dB of PSNR_y over bicubic; the SRGAN closer than that SRResNet to
+        the originals in perceptual_distance."""
+        srresnet = metrics["phase1"] if self.adversarial else metrics["model"]
+        gain = srresnet["psnr_y"] - metrics["bicubic"]["psnr_y"]
+        target = {
+            "srresnet": "phase1" if self.adversarial else "model",
+            "psnr_y_gain_over_bicubic": gain,
+            "psnr_y_gain_min": TARGET_PSNR_Y_GAIN,
+        }
+        met = gain >= TARGET_PSNR_Y_GAIN
+        if self.adversarial and "perceptual_distance" in srresnet:
+            # > 0: the SRGAN is perceptually closer to the originals than its SRResNet
+            better = srresnet["perceptual_distance"] - metrics["model"]["perceptual_distance"]
+            target["perceptual_gain_over_srresnet"] = better
+            met = met and better > 0
+        target["met"] = bool(met)
+        return target
 
     def exportables(self, real_images: Tensor | None = None) -> list[Exportable]:
         self.train(False)

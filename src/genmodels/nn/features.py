@@ -121,6 +121,33 @@ def _until_block(layers: list[nn.Module], layer: str, name: str) -> nn.Sequentia
     return nn.Sequential(*layers[: pools[block - 1]])
 
 
+class BlockActivations(nn.Module):
+    """A conv stack run up to its last max-pooling, returning the last activation of every conv
+    block before its pooling (block1, block2, ...: the layers `_until_block` cuts at)."""
+
+    def __init__(self, layers: list[nn.Module]):
+        super().__init__()
+        pools = [i for i, m in enumerate(layers) if isinstance(m, nn.MaxPool2d)]
+        if not pools:
+            raise ValueError("the network has no max-pooling, so no conv blocks to read")
+        self.n_blocks = len(pools)
+        self.layers = nn.Sequential(*layers[: pools[-1]])
+
+    def forward(self, images: Tensor) -> list[Tensor]:
+        taps, x = [], images
+        for layer in self.layers:
+            if isinstance(layer, nn.MaxPool2d):
+                taps.append(x)
+            x = layer(x)
+        return [*taps, x]
+
+
+def block_activations(network: nn.Module, device: torch.device) -> FrozenFeatures:
+    """A frozen copy of the evaluator classifier `network` (EvaluatorSpace.network) from [0, 1]
+    images to the activations of all its conv blocks (a list, block1 first)."""
+    return FrozenFeatures(BlockActivations(list(copy.deepcopy(network.body)))).to(device)
+
+
 def differentiable_extractor(name: str, layer: str, device: torch.device,
                              network: nn.Module | None = None) -> nn.Module:  # fmt: skip
     """The differentiable counterpart of feature_extractor(): a frozen module from [0, 1] images
