@@ -437,6 +437,9 @@ class SRGANParams(ModelBase):
     # training on one seeded random hr_crop x hr_crop patch per image (null: the whole image);
     # the generator is fully convolutional, so it upscales whole images all the same
     hr_crop: Annotated[int, Field(ge=8, le=1024)] | None = None
+    # each step's HR batch turned and flipped by one of the 8 symmetries of the square (EDSR's
+    # augmentation: 8x the patches of a few photos)
+    augment: bool = False
     channels: Annotated[int, Field(gt=0, le=256)] = 32  # generator width
     blocks: Annotated[int, Field(ge=0, le=32)] = 4  # residual blocks at low resolution
     pretrain_steps: Annotated[int, Field(ge=0)] | None = None  # srgan: MSE steps first

@@ -197,6 +197,23 @@ def test_hr_crop_trains_on_seeded_patches_repeatably(digits_prepared):
     assert same(snapshot(recipe.generator), snapshot(again.generator))
 
 
+def test_augment_turns_and_flips_each_batch_by_a_symmetry_of_the_square(digits_prepared):
+    images = batch(digits_prepared).images
+    seed_everything(0)
+    recipe = srresnet(digits_prepared, augment=True)
+    symmetries = [torch.rot90(images, k, dims=(2, 3)) for k in range(4)]
+    symmetries += [s.flip(3) for s in symmetries]
+    seen = set()
+    for step in range(24):
+        out = recipe.training_images(images, step)
+        matches = [i for i, s in enumerate(symmetries) if torch.equal(out, s)]
+        assert len(matches) == 1  # one whole symmetry of the batch, never a blend
+        seen.add(matches[0])
+        assert torch.equal(recipe.training_images(images, step), out)  # the step decides
+    assert len(seen) >= 6  # all eight come up
+    assert srresnet(digits_prepared).training_images(images, 0) is images  # off by default
+
+
 def test_srgan_with_hr_crop_trains_both_phases_and_upscales_whole_images(digits_prepared,
                                                                         digits_space):  # fmt: skip
     seed_everything(0)

@@ -192,12 +192,17 @@ class SRGANRecipe(Recipe):
 
     def training_images(self, images: Tensor, step: int) -> Tensor:
         """The high-resolution images of training step `step`: the batch's, or one hr_crop patch
-        of each at places drawn from a generator seeded by the run's seed and the step."""
+        of each, turned and flipped with `augment`; the draws come from a generator seeded by the
+        run's seed and the step."""
         crop = self.params.hr_crop
-        if crop is None:
-            return images
         generator = torch.Generator().manual_seed((self.crop_seed * 1_000_003 + step) % 2**63)
-        return random_crops(images, crop, generator)
+        if crop is not None:
+            images = random_crops(images, crop, generator)
+        if self.params.augment:  # one of the square's 8 symmetries for the whole batch
+            symmetry = int(torch.randint(8, (), generator=generator))
+            images = torch.rot90(images, symmetry % 4, dims=(2, 3))
+            images = images.flip(3) if symmetry >= 4 else images
+        return images
 
     def training_step(self, batch: Batch, step: int) -> dict[str, Tensor]:
         high = self.training_images(batch.images, step)

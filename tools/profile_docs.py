@@ -1,0 +1,157 @@
+"""Renders the figures section of docs/<profile>.md (between its markers) from the profile's
+generated files: profiles/<profile>/metrics/eval/*.json, reports/bench/repro.json, and the
+published numbers it is set beside (profiles/<profile>/literature.json). `make repro-photos`
+runs it after the profile's pipeline.
+
+    python tools/profile_docs.py photos
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import bench_docs
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _load(path: Path) -> dict | None:
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _fmt(value, digits: int = 3) -> str:
+    return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+
+
+def table(header: list[str], rows: list[list]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(_fmt(v) for v in row) + " |" for row in rows])
+
+
+def sr_section(srresnet: dict | None, srgan: dict | None) -> str:
+    if srresnet is None or srgan is None:
+        return "No super-resolution metrics yet: run `make repro-photos`."
+    rows = []
+    for name, entry in (("bicubic", srresnet["bicubic"]), ("SRResNet (srresnet)",
+                        srresnet["model"]), ("SRGAN (srgan)", srgan["model"])):  # fmt: skip
+        rows.append([name, entry["psnr_y"], entry["ssim_y"], entry["perceptual_distance"],
+                     entry["fid"]])  # fmt: skip
+    low, high = srresnet["low_res"], [srresnet["scale"] * v for v in srresnet["low_res"]]
+    gain = srresnet["target"]["psnr_y_gain_over_bicubic"]
+    better = srgan["target"].get("perceptual_gain_over_srresnet")
+    return "\n".join([
+        f"{srresnet['n_test']} held-out tiles of {high[0]}x{high[1]} from the test photos, "
+        f"down-sampled to {low[0]}x{low[1]} (scale {srresnet['scale']}); PSNR and SSIM on the "
+        f"Y channel with a border of {srresnet['border']} pixels cropped; the perceptual "
+        f"distance and FID in the space {srresnet['feature_space']}.",
+        "",
+        table(["method", "PSNR_y (dB)", "SSIM_y", "perceptual distance (lower: closer)",
+               "FID vs HR tiles"], rows),  # fmt: skip
+        "",
+        f"- SRResNet over bicubic: {gain:+.2f} dB PSNR_y (target: at least "
+        f"{srresnet['target']['psnr_y_gain_min']:.1f} dB): "
+        f"{'met' if gain >= srresnet['target']['psnr_y_gain_min'] else 'not met'}.",
+        f"- SRGAN against its SRResNet (phase 1) on the perceptual distance: {better:+.4f} "
+        f"(positive: the SRGAN is closer): {'met' if better is not None and better > 0 else 'not met'}.",
+    ])  # fmt: skip
+
+
+def cyclegan_section(cyclegan: dict | None) -> str:
+    if cyclegan is None:
+        return "No CycleGAN metrics yet: run `make repro-photos`."
+    rows = []
+    for d, label in (("ab", f"{cyclegan['domain_a']} -> {cyclegan['domain_b']}"),
+                     ("ba", f"{cyclegan['domain_b']} -> {cyclegan['domain_a']}")):  # fmt: skip
+        m = cyclegan[d]
+        rows.append([label, m["l1"], m["identity"]["l1"], m["l1_ratio_vs_identity"], m["psnr"],
+                     m["ssim"], m["cycle_l1"], m["fid"], m["fid_true_pairs"]])  # fmt: skip
+    return "\n".join([
+        "Against the true pairs of the held-out tiles (the identity row: the input left as it "
+        "is, the baseline a translation must beat).",
+        "",
+        table(["direction", "L1", "L1 identity", "identity / L1", "PSNR", "SSIM", "cycle L1",
+               "FID", "FID true pairs"], rows),  # fmt: skip
+    ])  # fmt: skip
+
+
+def literature_section(literature: dict | None) -> str:
+    if literature is None:
+        return ""
+    rows = [[r["set"], r["method"], r["psnr"], r["ssim"], r["mos"]] for r in literature["rows"]]
+    return "\n".join(
+        [
+            f"For scale, {literature['source']}:",
+            "",
+            table(["set", "method", "PSNR_y (dB)", "SSIM_y", "MOS"], rows),
+        ]
+    )
+
+
+def wall_time_section(repro: dict | None) -> str:
+    if repro is None:
+        return "No timed run yet: `make repro-photos` records one."
+    slowest = sorted(repro["stage_seconds"].items(), key=lambda kv: -kv[1])[:4]
+    return (
+        f"`make repro-photos` ran {repro['stages_run']} stages in {repro['seconds'] / 60:.1f} "
+        f"min ({repro['cpus']} CPUs, {repro['cpu_model']}); the longest: "
+        + ", ".join(f"{name} {seconds:.0f} s" for name, seconds in slowest)
+        + "."
+    )
+
+
+def figures(name: str) -> str:
+    folder = REPO / "profiles" / name
+    evals = {p.stem: _load(p) for p in (folder / "metrics/eval").glob("*.json")}
+    evaluator = evals.get("evaluator")
+    head = (
+        f"Evaluator ({evaluator['task']}): test accuracy {evaluator['accuracy']:.3f} "
+        f"(chance {1 / len(evaluator['classes']):.2f})."
+        if evaluator else ""
+    )  # fmt: skip
+    return "\n\n".join(part for part in [
+        "<!-- generated by tools/profile_docs.py from profiles/" + name + "/: edit those -->",
+        "### Wall time\n\n" + wall_time_section(_load(folder / "reports/bench/repro.json")),
+        "### Super-resolution (4x)\n\n" + sr_section(evals.get("srresnet"), evals.get("srgan")),
+        "### CycleGAN on photo tiles\n\n" + cyclegan_section(evals.get("cyclegan")),
+        "### The feature space\n\n" + head,
+        "### The SRGAN paper\n\n" + literature_section(_load(folder / "literature.json")),
+    ] if part)  # fmt: skip
+
+
+def splice(text: str, block: str, name: str) -> str:
+    """bench_docs.splice with the profile's own markers."""
+    marked = text.replace(f"<!-- {name}:start -->", bench_docs.START)
+    marked = marked.replace(f"<!-- {name}:end -->", bench_docs.END)
+    spliced = bench_docs.splice(marked, block)
+    return spliced.replace(bench_docs.START, f"<!-- {name}:start -->").replace(
+        bench_docs.END, f"<!-- {name}:end -->"
+    )
+
+
+def render(name: str) -> str:
+    doc = REPO / "docs" / f"{name}.md"
+    old = doc.read_text()
+    text = splice(old, figures(name), name)
+    if text != old:
+        doc.write_text(text)
+    return text
+
+
+def main(names: list[str]) -> int:
+    if not names:
+        print("usage: python tools/profile_docs.py <profile> (a folder of profiles/)")
+        return 2
+    for name in names:
+        try:
+            render(name)
+        except (OSError, ValueError, KeyError) as exc:
+            print(f"docs/{name}.md not rendered: {exc}", file=sys.stderr)
+            return 1
+        print(f"rendered docs/{name}.md")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
