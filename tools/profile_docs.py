@@ -79,7 +79,9 @@ def cyclegan_section(cyclegan: dict | None) -> str:
 def literature_section(literature: dict | None) -> str:
     if literature is None:
         return ""
-    rows = [[r["set"], r["method"], r["psnr"], r["ssim"], r["mos"]] for r in literature["rows"]]
+    # as published, to the paper's own precision
+    rows = [[r["set"], r["method"], *(str(r[k]) for k in ("psnr", "ssim", "mos"))]
+            for r in literature["rows"]]  # fmt: skip
     return "\n".join(
         [
             f"For scale, {literature['source']}:",

@@ -58,3 +58,13 @@ def test_code_paths_and_commands_point_two_folders_up():
     assert moved["cmd"] == "python ../../pipeline/train.py --instance ${key}"
     assert moved["deps"] == ["../../pipeline/train.py", "../../src/genmodels/io.py",
                              "data/prepared"]  # fmt: skip
+
+
+def test_the_committed_photo_page_is_rendered_from_the_committed_profile_run():
+    import profile_docs
+
+    page = (REPO / "docs" / "photos.md").read_text()
+    assert profile_docs.splice(page, profile_docs.figures("photos"), "photos") == page, (
+        "run python tools/profile_docs.py photos"
+    )
+    assert "PSNR_y" in page and "Set14" in page  # the profile's table beside the paper's
