@@ -73,7 +73,8 @@ GRAPHS = {"autoencoder": {"encoder", "decoder"}, "vae": {"encoder", "decoder"},
           "cyclegan": {"generator_ab", "generator_ba"}, "srgan": {"generator"}}  # fmt: skip
 TRANSLATION_KEYS = {"l1", "mse", "psnr", "ssim", "identity", "l1_ratio_vs_identity", "cycle_l1",
                     "fid", "fid_true_pairs"}  # fmt: skip
-UPSCALING_KEYS = {"psnr", "ssim", "mse", "fid", "accuracy"}
+UPSCALING_KEYS = {"psnr", "ssim", "mse", "fid", "accuracy", "psnr_y", "ssim_y",
+                  "perceptual_distance"}  # fmt: skip
 SAMPLE_KEYS = {"fid", "kid", "kid_std", "precision", "recall", "density", "coverage",
                "class_coverage", "class_kl", "classifier_score", "memorisation"}  # fmt: skip
 
@@ -161,6 +162,9 @@ def test_evaluate_outputs(reproduced, instance):
         assert metrics["scale"] == 4 and metrics["low_res"] == [7, 7] and metrics["n_test"] == 256
         assert set(metrics["bicubic"]) == set(metrics["model"]) == UPSCALING_KEYS
         assert metrics["psnr_gain"] == pytest.approx(metrics["psnr"] - metrics["bicubic"]["psnr"])
+        assert metrics["border"] == 4 and metrics["feature_space"] == "evaluator (classes)"
+        gain = metrics["psnr_y"] - metrics["bicubic"]["psnr_y"]
+        assert metrics["psnr_y_gain"] == pytest.approx(gain)
         assert ("phase1" in metrics) == (metrics["variant"] == "srgan")
     if instance == "ae_denoise":
         assert set(metrics["denoising"]) == {"sigma_0.1", "sigma_0.3", "sigma_0.5"}
