@@ -57,3 +57,19 @@ def interrupt_at(recipe, fail_at: int | None) -> None:
         return step_fn(batch, step)
 
     recipe.training_step = failing
+
+
+def evaluator_space(evaluator, prepared, settings, **space_options):
+    """The evaluator space of `prepared` seen through a trained evaluator recipe, its reference
+    computed on the spot (at settings.batch_size); `space_options` go to EvaluatorSpace."""
+    from genmodels.metrics.space import EvaluatorSpace, compute_reference
+
+    reference = compute_reference(
+        "evaluator", evaluator.features, evaluator.probabilities, prepared.train_images,
+        prepared.train_labels, prepared.test_images, prepared.test_labels, settings.batch_size,
+    )  # fmt: skip
+    return EvaluatorSpace(
+        evaluator.features, evaluator.probabilities, reference, prepared.train_images,
+        prepared.test_images, settings, prepared.num_classes, network=evaluator.classifier,
+        **space_options,
+    )  # fmt: skip

@@ -266,13 +266,13 @@ def figures(bench_dir: Path = BENCH_DIR, ablation: Path = ABLATION) -> str:
     ])  # fmt: skip
 
 
-def splice(text: str, block: str) -> str:
+def splice(text: str, block: str, start: str = START, end: str = END) -> str:
     """`text` with what lies between the markers replaced by `block`; the rest untouched."""
-    if text.count(START) != 1 or text.count(END) != 1 or text.index(START) > text.index(END):
-        raise ValueError(f"expected one {START} followed by one {END}")
-    head, rest = text.split(START)
-    _, tail = rest.split(END)
-    return f"{head}{START}\n{block}\n{END}{tail}"
+    if text.count(start) != 1 or text.count(end) != 1 or text.index(start) > text.index(end):
+        raise ValueError(f"expected one {start} followed by one {end}")
+    head, rest = text.split(start)
+    _, tail = rest.split(end)
+    return f"{head}{start}\n{block}\n{end}{tail}"
 
 
 def render(doc: Path = DOC, bench_dir: Path = BENCH_DIR, ablation: Path = ABLATION) -> str:

@@ -13,21 +13,13 @@ import sys
 from pathlib import Path
 
 import bench_docs
+from genmodels.sections import markdown_table
 
 REPO = Path(__file__).resolve().parent.parent
 
 
 def _load(path: Path) -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
-
-
-def _fmt(value, digits: int = 3) -> str:
-    return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
-
-
-def table(header: list[str], rows: list[list]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    return "\n".join(lines + ["| " + " | ".join(_fmt(v) for v in row) + " |" for row in rows])
 
 
 def sr_section(srresnet: dict | None, srgan: dict | None) -> str:
@@ -47,14 +39,14 @@ def sr_section(srresnet: dict | None, srgan: dict | None) -> str:
         f"Y channel with a border of {srresnet['border']} pixels cropped; the perceptual "
         f"distance and FID in the space {srresnet['feature_space']}.",
         "",
-        table(["method", "PSNR_y (dB)", "SSIM_y", "perceptual distance (lower: closer)",
-               "FID vs HR tiles"], rows),  # fmt: skip
+        markdown_table(["method", "PSNR_y (dB)", "SSIM_y",
+                        "perceptual distance (lower: closer)", "FID vs HR tiles"], rows),
         "",
         f"- SRResNet over bicubic: {gain:+.2f} dB PSNR_y (target: at least "
         f"{srresnet['target']['psnr_y_gain_min']:.1f} dB): "
         f"{'met' if gain >= srresnet['target']['psnr_y_gain_min'] else 'not met'}.",
         f"- SRGAN against its SRResNet (phase 1) on the perceptual distance: {better:+.4f} "
-        f"(positive: the SRGAN is closer): {'met' if better is not None and better > 0 else 'not met'}.",
+        f"(positive: the SRGAN is closer): {'met' if better > 0 else 'not met'}.",
     ])  # fmt: skip
 
 
@@ -71,8 +63,8 @@ def cyclegan_section(cyclegan: dict | None) -> str:
         "Against the true pairs of the held-out tiles (the identity row: the input left as it "
         "is, the baseline a translation must beat).",
         "",
-        table(["direction", "L1", "L1 identity", "identity / L1", "PSNR", "SSIM", "cycle L1",
-               "FID", "FID true pairs"], rows),  # fmt: skip
+        markdown_table(["direction", "L1", "L1 identity", "identity / L1", "PSNR", "SSIM",
+                        "cycle L1", "FID", "FID true pairs"], rows),
     ])  # fmt: skip
 
 
@@ -86,7 +78,7 @@ def literature_section(literature: dict | None) -> str:
         [
             f"For scale, {literature['source']}:",
             "",
-            table(["set", "method", "PSNR_y (dB)", "SSIM_y", "MOS"], rows),
+            markdown_table(["set", "method", "PSNR_y (dB)", "SSIM_y", "MOS"], rows),
         ]
     )
 
@@ -123,13 +115,8 @@ def figures(name: str) -> str:
 
 
 def splice(text: str, block: str, name: str) -> str:
-    """bench_docs.splice with the profile's own markers."""
-    marked = text.replace(f"<!-- {name}:start -->", bench_docs.START)
-    marked = marked.replace(f"<!-- {name}:end -->", bench_docs.END)
-    spliced = bench_docs.splice(marked, block)
-    return spliced.replace(bench_docs.START, f"<!-- {name}:start -->").replace(
-        bench_docs.END, f"<!-- {name}:end -->"
-    )
+    """bench_docs.splice between the profile's own markers."""
+    return bench_docs.splice(text, block, f"<!-- {name}:start -->", f"<!-- {name}:end -->")
 
 
 def render(name: str) -> str:

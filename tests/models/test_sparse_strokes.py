@@ -18,11 +18,11 @@ from genmodels.data.prepare import prepare
 from genmodels.data.prepared import load_prepared
 from genmodels.metrics.fid import fid
 from genmodels.metrics.image import psnr
-from genmodels.metrics.space import EvaluatorSpace, SuiteSettings, compute_reference
+from genmodels.metrics.space import EvaluatorSpace, SuiteSettings
 from genmodels.models import build_recipe, data_info
 from genmodels.models.srgan import bicubic_upscale, downsample
 from genmodels.training import Batch
-from helpers import REPO
+from helpers import REPO, evaluator_space
 
 ANGLES = {"horizontal": 0.0, "rising": 45.0, "vertical": 90.0, "falling": 135.0}
 PER_CLASS = 120
@@ -106,17 +106,10 @@ def evaluator(strokes_data):
 def space(strokes_data, evaluator) -> EvaluatorSpace:
     """The evaluator space of the strokes: what the SRGAN's content loss reads features from."""
     prepared, _ = strokes_data
-    reference = compute_reference(
-        "evaluator", evaluator.features, evaluator.probabilities, prepared.train_images,
-        prepared.train_labels, prepared.test_images, prepared.test_labels, batch_size=256,
-    )  # fmt: skip
     settings = SuiteSettings(n_samples=100, kid_subsets=5, kid_subset_size=50, prdc_k=5,
                              min_class_share=0.05, memorisation_samples=50, batch_size=256,
                              seed=0)  # fmt: skip
-    return EvaluatorSpace(
-        evaluator.features, evaluator.probabilities, reference, prepared.train_images,
-        prepared.test_images, settings, prepared.num_classes, network=evaluator.classifier,
-    )  # fmt: skip
+    return evaluator_space(evaluator, prepared, settings)
 
 
 def test_the_evaluator_beats_chance(strokes_data, evaluator):

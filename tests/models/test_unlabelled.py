@@ -18,14 +18,13 @@ from genmodels.metrics.space import (
     UNLABELLED_REASON,
     EvaluatorSpace,
     SuiteSettings,
-    compute_reference,
     space_named,
 )
 from genmodels.models import build_recipe, data_info
 from genmodels.models.evaluator import rotated, rotation_count
 from genmodels.nn.features import feature_extractor
 from genmodels.training import Batch, EvalContext
-from helpers import REPO
+from helpers import REPO, evaluator_space
 
 SIDE = 32
 CLASS_METRICS = ("classifier_score", "class_coverage", "class_kl", "class_histogram")
@@ -96,18 +95,10 @@ def evaluator(unlabelled):
 
 @pytest.fixture(scope="module")
 def space(unlabelled, evaluator) -> EvaluatorSpace:
-    reference = compute_reference(
-        "evaluator", evaluator.features, evaluator.probabilities, unlabelled.train_images,
-        unlabelled.train_labels, unlabelled.test_images, unlabelled.test_labels, batch_size=128,
-    )  # fmt: skip
     settings = SuiteSettings(n_samples=60, kid_subsets=4, kid_subset_size=30, prdc_k=3,
                              min_class_share=0.05, memorisation_samples=20, batch_size=128,
                              seed=0)  # fmt: skip
-    return EvaluatorSpace(
-        evaluator.features, evaluator.probabilities, reference, unlabelled.train_images,
-        unlabelled.test_images, settings, unlabelled.num_classes, network=evaluator.classifier,
-        feature_space="evaluator (rotation)",
-    )  # fmt: skip
+    return evaluator_space(evaluator, unlabelled, settings, feature_space="evaluator (rotation)")
 
 
 def test_rotations_turn_each_image_by_its_label():
