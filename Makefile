@@ -6,7 +6,7 @@ RUN := $(UV) run --frozen
 DATASET_DIR := /usr/share/datasets/fashion-mnist
 
 .PHONY: help setup dataset repro repro-photos evaluate test lint format mlflow-ui clean-checkpoints
-.PHONY: browser serve register bench bench-serve bench-prepare bench-docs train-ddp ablation
+.PHONY: browser serve register bench bench-serve bench-prepare bench-tiles bench-docs train-ddp ablation
 
 MODEL ?= gan
 NPROC ?= 2
@@ -47,6 +47,9 @@ bench: setup  ## training throughput (Trainer vs a bare loop), data wait, evalua
 
 bench-prepare: setup  ## prepare 50,000 RGB PNG files of 32x32 (CIFAR-10's size) -> reports/bench/prepare.json
 	$(RUN) python tools/bench_prepare.py
+
+bench-tiles: setup  ## a 2,000 x 2,000 photo upscaled 4x in tiles by the photo profile's SRGAN -> reports/bench/tiles.json
+	$(RUN) python tools/bench_tiles.py
 
 # The figures section of docs/benchmarks.md; every bench tool also renders it when it finishes.
 bench-docs: $(if $(findstring .tools/bin/uv,$(UV)),.tools/bin/uv)  ## render docs/benchmarks.md from reports/bench/*.json

@@ -64,6 +64,7 @@ def main(args) -> None:
         n_samples=settings.n_samples,
         train_history=read_history(Path("plots/train") / f"{args.instance}.csv"),
         train_metrics=json.loads(train_metrics_path.read_text()),
+        test_grids=data.tile_grids(),
     )
     logged = {"evaluate": settings.model_dump(mode="json"), "model": model.model_dump(mode="json")}
     tags = {"instance": args.instance, "family": model.family}

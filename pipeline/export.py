@@ -1,5 +1,6 @@
 """export@<instance>: ONNX graphs of an instance's decoders/generators, checked in onnxruntime."""
 
+import json
 import sys
 from pathlib import Path
 
@@ -34,9 +35,15 @@ def main(args) -> None:
         failure = None
         try:
             exportables = recipe.exportables(real)
-            for graph in exportables:  # what a server needs to know to route requests
+            # what a server needs to route requests, and the data the graph learned from: its
+            # images' shape (the size to bring an input to) and class names
+            c, h, w = info.image_shape
+            data_meta = {"image_channels": c, "image_height": h, "image_width": w}
+            if info.num_classes:
+                data_meta["class_names"] = json.dumps(info.class_names())
+            for graph in exportables:
                 graph.metadata = {"family": model.family, "instance": args.instance,
-                                  "graph": graph.name, **graph.metadata}  # fmt: skip
+                                  "graph": graph.name, **data_meta, **graph.metadata}  # fmt: skip
             report = export_and_check(
                 exportables, out_dir, settings.opset, settings.atol, real_batch=64
             )

@@ -90,8 +90,13 @@ def with_change(section: str, key: str, value, instance: str | None = None) -> d
             "set it to auto",
         ),  # fmt: skip
         (
+            with_change("infer", "tile_overlap", 200),
+            "infer: Value error, infer.tile_overlap (200) must be at most half of "
+            "infer.tile_side (192)",
+        ),
+        (
             {"modles": {}},
-            "modles: unknown key; allowed keys here: bench, data, evaluate, evaluator, export, models, register, serve, train",
+            "modles: unknown key; allowed keys here: bench, data, evaluate, evaluator, export, infer, models, register, serve, train",
         ),
     ],
 )

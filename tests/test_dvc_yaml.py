@@ -147,6 +147,7 @@ def test_progress_and_serving_keys_leave_every_stage_up_to_date(committed_copy):
         params["train"]["progress"] = "bar"
         params["serve"]["port"] = 8123
         params["serve"]["max_n"] = 17
+        params["infer"]["tile_side"] = 96
 
     before = edit_params(committed_copy, change)
     try:

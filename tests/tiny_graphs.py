@@ -3,6 +3,7 @@ export code (the fixtures are registered in tests/conftest.py)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,8 @@ from genmodels.export import export_onnx
 from genmodels.training.recipe import Exportable
 
 SIDE = 28
+CLASS_NAMES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
+               "Sneaker", "Bag", "Ankle boot"]  # fmt: skip
 # instance -> family, as params.yaml's models: would say
 FAMILIES = {
     "ae": "autoencoder",
@@ -69,9 +72,9 @@ class Translator(nn.Module):
 
 
 class Upscaler(nn.Module):
-    def __init__(self, scale: int):
+    def __init__(self, scale: int, channels: int = 1):
         super().__init__()
-        self.conv = nn.Conv2d(1, scale * scale, 3, padding=1)
+        self.conv = nn.Conv2d(channels, channels * scale * scale, 3, padding=1)
         self.shuffle = nn.PixelShuffle(scale)
 
     def forward(self, image):
@@ -179,6 +182,7 @@ def tiny_exportables() -> dict[str, list[Exportable]]:
                     latent_dim=6,
                     num_classes=10,
                     truncation_psi=0.5,
+                    class_names=json.dumps(CLASS_NAMES),
                 ),  # the truncation trick: served z ~ N(0, 0.25 I)
                 label=True,
             )
@@ -204,7 +208,16 @@ def tiny_exportables() -> dict[str, list[Exportable]]:
             _image_graph(
                 "generator",
                 Upscaler(2),
-                _meta("srgan", "srgan", "generator", "upscale", scale=2),
+                _meta(
+                    "srgan",
+                    "srgan",
+                    "generator",
+                    "upscale",
+                    scale=2,
+                    image_channels=1,
+                    image_height=14,
+                    image_width=14,
+                ),  # fmt: skip
                 outputs=("high_res",),
                 spatial=True,
             )
@@ -233,3 +246,60 @@ def tiny_exported(tmp_path_factory) -> Path:
         for exportable in graphs:
             export_onnx(exportable, root / instance / f"{exportable.name}.onnx", opset=18)
     return root
+
+
+def export_rgb_models(root: Path) -> Path:
+    """root/<instance>/*.onnx for two RGB models that take any size: photo_sr (srgan, 2x,
+    learned from 16x16 crops) and photo2edges (cyclegan, the real ResNet generator, sides
+    multiples of 4, learned from 32x32 photos)."""
+    from genmodels.nn.resnet import ResnetGenerator
+
+    torch.manual_seed(0)
+    spatial = {"image": {0: "batch", 2: "height", 3: "width"}}
+    shape = {"image_channels": 3, "image_height": 16, "image_width": 16}
+    graphs = [
+        (
+            "photo_sr",
+            Exportable(
+                name="generator",
+                module=Upscaler(2, channels=3),
+                example_inputs=(torch.rand(1, 3, 8, 8),),
+                input_names=["image"],
+                output_names=["high_res"],
+                dynamic_axes=spatial,
+                doc="rgb 2x",
+                metadata=_meta("srgan", "photo_sr", "generator", "upscale", scale=2, **shape),
+            ),
+        )
+    ]
+    shape = {"image_channels": 3, "image_height": 32, "image_width": 32}
+    for d in ("ab", "ba"):
+        meta = _meta(
+            "cyclegan",
+            "photo2edges",
+            f"generator_{d}",
+            "translate",
+            direction=d,
+            domain_a="photos",
+            domain_b="edges",
+            size_multiple=4,
+            **shape,
+        )
+        graphs.append(
+            (
+                "photo2edges",
+                Exportable(
+                    name=f"generator_{d}",
+                    module=ResnetGenerator(3, 8, 1, 2).eval(),
+                    example_inputs=(torch.rand(1, 3, 32, 32),),
+                    input_names=["image"],
+                    output_names=["translated"],
+                    dynamic_axes=spatial,
+                    doc="rgb translator",
+                    metadata=meta,
+                ),
+            )
+        )
+    for instance, exportable in graphs:
+        export_onnx(exportable, root / instance / f"{exportable.name}.onnx", opset=18)
+    return root  # fmt: skip

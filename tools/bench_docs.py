@@ -1,7 +1,7 @@
 """`make bench-docs`: renders the figures section of docs/benchmarks.md from the benchmark
 reports: reports/bench/train.json (`make bench`), repro.json (`make repro`), serve.json
-(`make bench-serve`), prepare.json (`make bench-prepare`) and reports/ablation/gan.json
-(`make ablation`).
+(`make bench-serve`), prepare.json (`make bench-prepare`), tiles.json (`make bench-tiles`) and
+reports/ablation/gan.json (`make ablation`).
 
 Only the part between the markers `<!-- bench:start -->` and `<!-- bench:end -->` is rewritten;
 the text around it (the method of each benchmark) is left as it is. Every number in that part
@@ -238,6 +238,25 @@ def prepare_section(prepare: dict | None) -> str:
     return "\n".join(out)
 
 
+def tiles_section(tiles: dict | None) -> str:
+    out = ["### A large photo upscaled in tiles (`make bench-tiles`, `reports/bench/tiles.json`)",
+           ""]  # fmt: skip
+    if not tiles:
+        return "\n".join([*out, _missing("reports/bench/tiles.json", "make bench-tiles")])
+    width, height = tiles.get("input", ["-", "-"])
+    out_w, out_h = tiles.get("output", ["-", "-"])
+    bound = "within" if tiles.get("within_bound") else "above"
+    out.append(
+        f"`genmodels upscale` on a {width} x {height} photo ({tiles.get('scale')}x, "
+        f"{out_w} x {out_h} out), tiles of {tiles.get('tile_side')} pixels sharing "
+        f"{tiles.get('tile_overlap')}: {cell(tiles.get('seconds'), 1)} s, peak memory "
+        f"{cell(tiles.get('peak_rss_mb'), 0)} MB, {bound} the bound of "
+        f"{tiles.get('max_memory_mb')} MB (`infer.max_memory_mb`). "
+        f"Processor {tiles.get('cpu_model') or '-'}."
+    )
+    return "\n".join(out)
+
+
 def ablation_section(ablation: dict | None) -> str:
     out = ["### GAN loss ablation (`make ablation`, `reports/ablation/gan.json`)", ""]
     if not ablation:
@@ -262,6 +281,7 @@ def figures(bench_dir: Path = BENCH_DIR, ablation: Path = ABLATION) -> str:
         repro_section(repro),
         serve_section(_load(bench_dir / "serve.json")),
         prepare_section(_load(bench_dir / "prepare.json")),
+        tiles_section(_load(bench_dir / "tiles.json")),
         ablation_section(_load(ablation)),
     ])  # fmt: skip
 

@@ -1,6 +1,7 @@
-"""The `genmodels` command: `genmodels serve` runs the inference service.
+"""The `genmodels` command: `genmodels serve` runs the inference service; `generate`,
+`reconstruct`, `translate` and `upscale` run the exported graphs on files.
 
-Imports nothing heavy at the top: `genmodels serve` must start without torch.
+Imports nothing heavy at the top: every command runs without torch.
 """
 
 from __future__ import annotations
@@ -176,7 +177,16 @@ def main(argv: list[str] | None = None) -> None:
         help="serve the champion versions of the MLflow registry instead of exported/",
     )
     serve.add_argument("--workers", type=int, help="server processes (params serve.workers)")
-    run_logged(_serve, parser.parse_args(argv))
+    from genmodels.serving.commands import add_commands, run_command
+
+    add_commands(commands)
+    args = parser.parse_args(argv)
+    if args.command == "serve":
+        run_logged(_serve, args)
+        return
+    failures: list[int] = []
+    run_logged(lambda a: failures.append(run_command(a)), args)
+    sys.exit(1 if failures and failures[0] else 0)
 
 
 if __name__ == "__main__":

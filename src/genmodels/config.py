@@ -440,6 +440,11 @@ class SRGANParams(ModelBase):
     # each step's HR batch turned and flipped by one of the 8 symmetries of the square (EDSR's
     # augmentation: 8x the patches of a few photos)
     augment: bool = False
+    # the pixel loss of the MSE phase (and of pixel_weight): mse (the paper's) or l1 (EDSR's,
+    # which found it trains SR networks to a higher PSNR)
+    pixel_loss: Literal["mse", "l1"] = "mse"
+    # the MSE phase's rate: constant, or cosine-annealed from `lr` to 0 over that phase
+    lr_schedule: Literal["constant", "cosine"] = "constant"
     channels: Annotated[int, Field(gt=0, le=256)] = 32  # generator width
     blocks: Annotated[int, Field(ge=0, le=32)] = 4  # residual blocks at low resolution
     pretrain_steps: Annotated[int, Field(ge=0)] | None = None  # srgan: MSE steps first
@@ -459,6 +464,8 @@ class SRGANParams(ModelBase):
 
     @model_validator(mode="after")
     def _phases(self):
+        if self.lr_schedule == "cosine" and self.variant == "srresnet" and self.steps is None:
+            raise ValueError("lr_schedule cosine anneals over a phase in steps: set 'steps'")
         if self.variant == "srresnet" and self.pretrain_steps is not None:
             raise ValueError("pretrain_steps belongs to variant srgan (srresnet is all MSE)")
         if self.variant == "srgan":
@@ -600,6 +607,27 @@ class ServeParams(Strict):
     max_upscale_side: Annotated[int, Field(gt=0, le=1024)] = 128  # /upscale input, after decode
 
 
+class InferParams(Strict):
+    """The file command line (`genmodels upscale|translate|generate|reconstruct`)."""
+
+    # fully convolutional graphs run on tile_side x tile_side input tiles that share
+    # tile_overlap pixels with each neighbour, so a large photo needs one tile's memory
+    tile_side: Annotated[int, Field(ge=16, le=4096)] = 192
+    tile_overlap: Annotated[int, Field(ge=0)] = 48
+    # refused up front when the 8-bit output alone would not fit; checked by bench-serve
+    max_memory_mb: Annotated[int, Field(ge=64)] = 2048
+    threads: Annotated[int, Field(ge=0, le=256)] = 0  # onnxruntime intra-op threads (0: its choice)
+
+    @model_validator(mode="after")
+    def _overlap_inside_a_tile(self):
+        if self.tile_overlap * 2 > self.tile_side:
+            raise ValueError(
+                f"infer.tile_overlap ({self.tile_overlap}) must be at most half of "
+                f"infer.tile_side ({self.tile_side})"
+            )
+        return self
+
+
 class BenchParams(Strict):
     """The targets the benchmark tools (tools/, `make bench-serve`) check their figures against;
     not read by any stage."""
@@ -642,6 +670,7 @@ class Params(Strict):
     # `register` would shadow BaseModel.register (ABCMeta): the YAML key is its alias
     registry: RegisterParams = Field(RegisterParams(), alias="register")
     serve: ServeParams = ServeParams()
+    infer: InferParams = InferParams()
     bench: BenchParams = BenchParams()
 
     @model_validator(mode="after")

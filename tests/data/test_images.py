@@ -9,13 +9,13 @@ from PIL import Image
 
 from dataset_files import class_folder, write_image
 from genmodels.data.images import (
-    find_images,
     read_images,
     scan_classes,
     scan_folder,
     scan_unpaired,
     seeded_split,
 )
+from genmodels.data.pictures import find_images
 from genmodels.errors import UserError
 
 RNG = np.random.default_rng(0)

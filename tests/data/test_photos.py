@@ -9,12 +9,12 @@ from PIL import Image
 
 from genmodels.data.photos import (
     PACKAGED_PHOTOS,
-    grid_crops,
     load_photo,
     load_photo_patches,
     random_crops,
     split_photos,
 )
+from genmodels.data.tiles import grid_crops, mosaic
 from genmodels.errors import UserError
 
 NAMES = [photo.name for photo in PACKAGED_PHOTOS]
@@ -67,6 +67,27 @@ def test_grid_crops_tile_the_centre_without_overlap():
     assert tiles.shape == (12, 2, 16, 16)
     corners = [(int(t[0, 0, 0]), int(t[1, 0, 0])) for t in tiles]
     assert corners == [(1 + 16 * r, 3 + 16 * c) for r in range(3) for c in range(4)]
+
+
+def test_a_mosaic_of_the_grid_is_the_tiled_centre():
+    image = coordinates(50, 70)
+    assert torch.equal(mosaic(grid_crops(image, 16), 3, 4), image[:, 1:49, 3:67])
+    with pytest.raises(ValueError, match="12 tiles do not make a 4x4 grid"):
+        mosaic(grid_crops(image, 16), 4, 4)
+
+
+def test_test_grids_make_the_held_out_photos_whole_again():
+    patches = load_photo_patches(crop_size=96, crops_per_photo=1, test_photos=2, seed=0)
+    test_names = [n for n, entry in patches.source.items() if entry["split"] == "test"]
+    start = 0
+    for name, (rows, cols) in zip(test_names, patches.test_grids, strict=True):
+        photo = torch.from_numpy(load_photo(name)).permute(2, 0, 1)
+        tiles = patches.test[start : start + rows * cols]
+        start += rows * cols
+        top, left = (photo.shape[1] - rows * 96) // 2, (photo.shape[2] - cols * 96) // 2
+        centre = photo[:, top : top + rows * 96, left : left + cols * 96]
+        assert torch.equal(mosaic(tiles, rows, cols), centre), name
+    assert start == len(patches.test)
 
 
 def test_patches_of_test_photos_never_reach_training():

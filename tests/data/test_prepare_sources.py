@@ -133,6 +133,33 @@ def test_folder_crops_sample_training_images_and_tile_held_out_ones(tmp_path):
     assert len(prepared.train_images) == 6 * 5  # 3 training images of each class
     assert len(prepared.test_images) == 2 * 4  # 2 held-out images, a 2x2 grid of tiles each
     assert prepared.test_labels.tolist() == [0] * 4 + [1] * 4  # each tile keeps its label
+    assert prepared.tile_grids() == [(2, 2), (2, 2)]  # super-resolution makes them whole again
+    # a subset of the tiles makes no grids; fitted images are whole
+    prepare(data_params(tmp_path, name="folder", folder=str(folder), resize="crops",
+                        crop_size=16, crops_per_image=5, limit_test=5))  # fmt: skip
+    assert load_prepared(tmp_path / "prepared").tile_grids() is None
+    prepare(data_params(tmp_path, name="folder", folder=str(folder), image_size=16))
+    assert load_prepared(tmp_path / "prepared").tile_grids() is None
+
+
+def test_a_crop_larger_than_a_folder_image_names_the_file_and_the_key(tmp_path):
+    folder = class_folder(tmp_path / "big", {"x": 4, "y": 4}, size=(40, 32))
+    with pytest.raises(UserError, match=r"data.crop_size: 36 is larger than .*big/x/.*\.png "
+                                        r"\(40x32\); set it to at most 32"):  # fmt: skip
+        prepare(data_params(tmp_path, name="folder", folder=str(folder), resize="crops",
+                            crop_size=36, crops_per_image=5))  # fmt: skip
+
+
+@pytest.mark.parametrize("grids", [[[2, 2]], [[2, 2], [2]], "2x2", [[2, 2], [2, -2]]])
+def test_test_tiles_that_do_not_cover_the_test_set_name_the_manifest(tmp_path, grids):
+    folder = class_folder(tmp_path / "big", {"x": 4, "y": 4}, size=(40, 32))
+    prepare(data_params(tmp_path, name="folder", folder=str(folder), resize="crops",
+                        crop_size=16, crops_per_image=5))  # fmt: skip
+    manifest_path = tmp_path / "prepared" / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest_path.write_text(json.dumps(manifest | {"test_tiles": grids}))
+    with pytest.raises(UserError, match=r"manifest.json: test_tiles is not .* covering the 8"):
+        load_prepared(tmp_path / "prepared").tile_grids()
 
 
 def test_packaged_photos_are_split_whole_before_cropping(tmp_path):
@@ -145,6 +172,7 @@ def test_packaged_photos_are_split_whole_before_cropping(tmp_path):
     held_out = [name for name, entry in photos.items() if entry["split"] == "test"]
     assert len(held_out) == 2 and len(prepared.train_images) == 4 * (len(photos) - 2)
     assert manifest["counts"]["test"] == sum(photos[name]["patches"] for name in held_out)
+    assert [r * c for r, c in prepared.tile_grids()] == [photos[n]["patches"] for n in held_out]
     assert manifest["classes"] == []
 
 

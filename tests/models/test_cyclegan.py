@@ -275,9 +275,11 @@ def test_both_generators_export_with_parity(digits_prepared, digits_dir, tmp_pat
         assert exportable.input_names == ["image"] and exportable.output_names == ["translated"]
         assert exportable.metadata == {"task": "translate", "direction": direction,
                                        "domain_a": "digits", "domain_b": "digits:edges",
-                                       "pixel_range": "0,1"}  # fmt: skip
+                                       "size_multiple": "4", "pixel_range": "0,1"}  # fmt: skip
         path = export_onnx(exportable, tmp_path / f"{exportable.name}.onnx")
-        inputs = [(torch.rand(1, 1, 28, 28),), (torch.rand(5, 1, 28, 28),), exportable.real_inputs]
+        # fully convolutional: sizes other than the 28x28 it trained at, multiples of 4
+        inputs = [(torch.rand(1, 1, 28, 28),), (torch.rand(5, 1, 28, 28),), exportable.real_inputs,
+                  (torch.rand(2, 1, 56, 32),)]  # fmt: skip
         assert check_parity(exportable, path, inputs) < 1e-4
     # the B -> A graph is checked on real domain-B images: the true pairs of the test images
     assert torch.equal(exportables[1].real_inputs[0], recipe.domains.test_b[:16].float() / 255)

@@ -13,9 +13,10 @@ import torch
 from pydantic import ValidationError
 
 from genmodels.config import RegisterParams, SRGANParams, TrainParams
+from genmodels.data.tiles import grid_crops, mosaic
 from genmodels.errors import UserError
 from genmodels.export import export_and_check, session_for
-from genmodels.metrics.image import psnr, quantise_8bit
+from genmodels.metrics.image import psnr, psnr_y, quantise_8bit, ssim_y
 from genmodels.metrics.space import EvaluatorSpace, SuiteSettings, compute_reference
 from genmodels.models import build_recipe, data_info
 from genmodels.models import srgan as srgan_module
@@ -115,6 +116,27 @@ def test_params_tie_the_phases_together():
         SRGANParams(family="srgan", variant="srresnet", pretrain_steps=10, steps=20)
     with pytest.raises(ValidationError):
         SRGANParams(family="srgan", variant="srresnet", scale=3, steps=20)
+
+
+def test_l1_and_a_cosine_rate_in_the_mse_phase(digits_prepared):
+    torch.manual_seed(0)
+    recipe = srresnet(digits_prepared, pixel_loss="l1", lr_schedule="cosine", steps=4)
+    rates, logs = [], []
+    for step in range(4):
+        logs.append(recipe.training_step(batch(digits_prepared, start=16 * step), step))
+        rates.append(recipe.opt_pre.param_groups[0]["lr"])
+    # lr/2 (1 + cos(pi t / T)) at t = 0..3 of T = 4
+    assert rates == pytest.approx([2e-3, 2e-3 * 0.8535534, 1e-3, 2e-3 * 0.1464466], rel=1e-6)
+    assert all(set(log) == {"l1", "mse"} for log in logs)
+    # the logged L1 is the step's own loss: mean |G(low) - high| before the update, above the
+    # MSE of pixels in [0, 1]
+    assert all(log["l1"] > log["mse"] > 0 for log in logs)
+    # the rate is a function of the step: a recipe resumed at step 2 uses the same one
+    resumed = srresnet(digits_prepared, pixel_loss="l1", lr_schedule="cosine", steps=4)
+    resumed.training_step(batch(digits_prepared, start=32), 2)
+    assert resumed.opt_pre.param_groups[0]["lr"] == pytest.approx(1e-3)
+    with pytest.raises(ValidationError, match="lr_schedule cosine anneals over a phase in steps"):
+        SRGANParams(family="srgan", variant="srresnet", epochs=2, lr_schedule="cosine")
 
 
 def test_the_phase_switches_at_pretrain_steps(digits_prepared, digits_space):
@@ -410,12 +432,12 @@ def rgb_space(rgb_data, network, labelled: bool) -> EvaluatorSpace:
                           num_classes=4 if labelled else 0, network=network)  # fmt: skip
 
 
-def rgb_context(rgb_data, space, tmp_path, batch_size=16) -> EvalContext:
+def rgb_context(rgb_data, space, tmp_path, batch_size=16, test_grids=None) -> EvalContext:
     train, test, (train_labels, test_labels) = rgb_data
     return EvalContext(
         train_images=train, train_labels=train_labels, test_images=test, test_labels=test_labels,
         figures_dir=tmp_path, batch_size=batch_size, n_grid=4, ssim_window=11, ssim_sigma=1.5,
-        seed=0, device=CPU, space=space,
+        seed=0, device=CPU, space=space, test_grids=test_grids,
     )  # fmt: skip
 
 
@@ -473,3 +495,34 @@ def test_rgb_evaluation_in_chunks_equals_it_whole(rgb_data, rgb_network, tmp_pat
             assert flat_chunked[key] == pytest.approx(value, rel=1e-5, abs=1e-6), key
         else:
             assert flat_chunked[key] == value, key
+
+
+def test_tiles_of_whole_images_are_upscaled_whole_and_judged_per_image(
+    rgb_data, rgb_network, tmp_path
+):
+    """resize crops: the test tiles are made whole again (the manifest's test_tiles), each
+    image is downsampled and upscaled whole, and PSNR_y/SSIM_y are the means over images."""
+    space = rgb_space(rgb_data, rgb_network, labelled=False)
+    recipe = rgb_srgan(rgb_data, space, hr_crop=16)
+    grids = [(2, 2)] * 16  # the 64 test images as the tiles of 16 images of 64x64
+    m = recipe.evaluate(rgb_context(rgb_data, space, tmp_path, test_grids=grids)).metrics
+    assert m["n_test"] == 64 and m["test_images"] == 16 and "measured_on" in m
+    test = rgb_data[1].float() / 255
+    wholes = [mosaic(test[4 * i : 4 * i + 4], 2, 2)[None] for i in range(16)]
+    methods = {
+        "bicubic": lambda low: bicubic_upscale(low, 4),
+        "model": recipe.upscale,
+        "phase1": lambda low: recipe.upscale(low, generator=recipe.srresnet),
+    }
+    for row, upscale in methods.items():
+        ups = [upscale(downsample(whole, 4)) for whole in wholes]
+        expected_psnr = torch.cat([psnr_y(u, w, 4) for u, w in zip(ups, wholes, strict=True)])
+        expected_ssim = torch.cat([ssim_y(u, w, 4) for u, w in zip(ups, wholes, strict=True)])
+        assert m[row]["psnr_y"] == pytest.approx(expected_psnr.double().mean().item(), rel=1e-6)
+        assert m[row]["ssim_y"] == pytest.approx(expected_ssim.double().mean().item(), rel=1e-6)
+        # the tile metrics read the tiles of the whole upscaled images
+        tiles = torch.cat([grid_crops(u[0], 32) for u in ups])
+        assert m[row]["psnr"] == pytest.approx(psnr(tiles, test).mean().item(), rel=1e-5)
+    # cut apart, the same images lose their context: the tile-wise numbers differ
+    apart = recipe.evaluate(rgb_context(rgb_data, space, tmp_path)).metrics
+    assert "test_images" not in apart and apart["model"]["psnr"] != m["model"]["psnr"]

@@ -47,6 +47,10 @@ def test_health_and_models_list_every_graph(client, families):
     assert models["cyclegan"]["directions"] == ["ab", "ba"]
     assert models["cyclegan"]["domains"] == {"a": "clean", "b": "noisy"}
     assert models["srgan"]["scale"] == 2 and models["srgan"]["endpoints"] == ["upscale"]
+    # the data each learned from: its images' channels and size, its class names
+    assert models["cgan"]["class_names"][7] == "Sneaker"
+    assert (models["srgan"]["channels"], models["srgan"]["size"]) == (1, [14, 14])
+    assert (models["ae"]["channels"], models["ae"]["size"]) == (1, [28, 28])  # none recorded
     assert models["evaluator"]["endpoints"] == []
     decoder = models["ae"]["graphs"]["decoder"]
     assert decoder["inputs"] == [{"name": "z", "shape": ["batch", 8], "type": "tensor(float)"}]
@@ -306,3 +310,12 @@ def test_chunked_body_over_the_limit_is_refused(client):
 def test_get_on_a_post_endpoint_and_unknown_paths(client):
     assert client.get("/generate/gan").status_code == 405
     assert client.get("/nothing-here").status_code == 404
+
+
+def test_a_colour_image_for_a_grayscale_model_is_refused_when_conversion_is_off(client):
+    colour = np.random.default_rng(1).integers(0, 256, (28, 28, 3), dtype=np.uint8)
+    image = png_b64(colour, mode="RGB")
+    assert client.post("/reconstruct/ae", json={"image": image}).status_code == 200
+    r = client.post("/reconstruct/ae", json={"image": image, "convert": False})
+    assert r.status_code == 422
+    assert r.json()["detail"].startswith("image: colour, but this model takes grayscale images")

@@ -216,3 +216,17 @@ def test_the_committed_page_is_rendered_from_the_committed_reports():
         REPO / "reports" / "bench", REPO / "reports" / "ablation" / "gan.json"
     )
     assert bench_docs.splice(text, block) == text, "run `make bench-docs`"
+
+
+def test_the_tiled_upscale_is_rendered_from_its_report_or_named_when_missing(tmp_path):
+    tiles = {"input": [2000, 2000], "output": [8000, 8000], "scale": 4, "tile_side": 192,
+             "tile_overlap": 48, "seconds": 81.27, "peak_rss_mb": 734.4, "max_memory_mb": 2048,
+             "within_bound": True, "cpu_model": "Test CPU"}  # fmt: skip
+    line = bench_docs.tiles_section(tiles).splitlines()[-1]
+    assert line.startswith("`genmodels upscale` on a 2000 x 2000 photo (4x, 8000 x 8000 out)")
+    assert "81.3 s, peak memory 734 MB, within the bound of 2048 MB" in line
+    over = bench_docs.tiles_section({**tiles, "within_bound": False})
+    assert "above the bound of 2048 MB" in over
+    assert "No `reports/bench/tiles.json` yet: run `make bench-tiles`." in (
+        bench_docs.tiles_section(None)
+    )

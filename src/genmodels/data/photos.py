@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from genmodels.data.tiles import grid_crops, tile_grid
 from genmodels.errors import UserError
 
 
@@ -76,12 +77,18 @@ def _as_chw(photo: np.ndarray, channels: int) -> torch.Tensor:
     return torch.from_numpy(np.array(photo)).permute(2, 0, 1)  # a writable copy
 
 
-def _check_fits(name: str, image: torch.Tensor, crop_size: int) -> None:
+def cut_patches(image: torch.Tensor, what: str, crop_size: int, train: bool, count: int,
+                generator: torch.Generator) -> tuple[torch.Tensor, tuple[int, int] | None]:  # fmt: skip
+    """A training image's `count` random crops, or a test image's grid of tiles and its rows
+    and columns; `what` names the image in the error when it is smaller than a crop."""
     if min(image.shape[-2:]) < crop_size:
         raise UserError(
-            f"data.crop_size: {crop_size} is larger than the photo {name} "
+            f"data.crop_size: {crop_size} is larger than {what} "
             f"({image.shape[-1]}x{image.shape[-2]}); set it to at most {min(image.shape[-2:])}"
         )
+    if train:
+        return random_crops(image, crop_size, count, generator), None
+    return grid_crops(image, crop_size), tile_grid(image, crop_size)
 
 
 def random_crops(
@@ -96,21 +103,12 @@ def random_crops(
     )
 
 
-def grid_crops(image: torch.Tensor, crop_size: int) -> torch.Tensor:
-    """Non-overlapping crops tiling the image's centre, row by row: [k, C, s, s]."""
-    height, width = image.shape[-2:]
-    rows, cols = height // crop_size, width // crop_size
-    top, left = (height - rows * crop_size) // 2, (width - cols * crop_size) // 2
-    tiles = image[:, top : top + rows * crop_size, left : left + cols * crop_size]
-    tiles = tiles.unfold(1, crop_size, crop_size).unfold(2, crop_size, crop_size)
-    return tiles.permute(1, 2, 0, 3, 4).reshape(-1, image.shape[0], crop_size, crop_size)
-
-
 @dataclass
 class PhotoPatches:
     train: torch.Tensor  # uint8 [N, C, s, s], random crops of the training photos
     test: torch.Tensor  # uint8 [M, C, s, s], tiles of the held-out photos
     source: dict  # per photo: origin, size, sha256, split; for the manifest
+    test_grids: list[list[int]]  # per held-out photo, in order: the rows and columns of its tiles
 
 
 def load_photo_patches(
@@ -122,18 +120,16 @@ def load_photo_patches(
     train_names, test_names = split_photos(names, test_photos, seed)
     generator = torch.Generator().manual_seed(seed)
     patches: dict[str, list[torch.Tensor]] = {"train": [], "test": []}
-    source = {}
+    source, test_grids = {}, []
     for name in names:
         photo = load_photo(name)
         image = _as_chw(photo, channels)
-        _check_fits(name, image, crop_size)
         split = "test" if name in test_names else "train"
-        crops = (
-            grid_crops(image, crop_size)
-            if split == "test"
-            else random_crops(image, crop_size, crops_per_photo, generator)
-        )
+        crops, grid = cut_patches(image, f"the photo {name}", crop_size, split == "train",
+                                  crops_per_photo, generator)  # fmt: skip
         patches[split].append(crops)
+        if grid is not None:
+            test_grids.append(list(grid))
         source[name] = {
             "origin": origins[name],
             "size": [photo.shape[1], photo.shape[0]],
@@ -141,4 +137,4 @@ def load_photo_patches(
             "split": split,
             "patches": len(crops),
         }
-    return PhotoPatches(torch.cat(patches["train"]), torch.cat(patches["test"]), source)
+    return PhotoPatches(torch.cat(patches["train"]), torch.cat(patches["test"]), source, test_grids)

@@ -94,6 +94,10 @@ def prepare(
         },
         "domains": domains_entry,
     }
+    if raw.test_grids is not None and len(splits["test"][0]) == len(raw.test_images):
+        # the test images cut into tiles (resize crops): whole again for super-resolution,
+        # which the literature measures on whole images; a subset of tiles makes no grids
+        manifest["test_tiles"] = raw.test_grids
     write_json(prepared_dir / MANIFEST, manifest)
     logger.info(
         "%s: wrote %d train and %d test images to %s",

@@ -44,6 +44,23 @@ class PreparedData:
     def image_shape(self) -> tuple[int, ...]:
         return tuple(self.train_images.shape[1:])
 
+    def tile_grids(self) -> list[tuple[int, int]] | None:
+        """Per test image, in order, the rows and columns of the tiles it was cut into (resize
+        crops); None when the test images are whole."""
+        grids = self.manifest.get("test_tiles")
+        if grids is None:
+            return None
+        well_formed = isinstance(grids, list) and all(
+            isinstance(g, list) and len(g) == 2 and all(isinstance(n, int) and n > 0 for n in g)
+            for g in grids
+        )
+        if not (well_formed and sum(r * c for r, c in grids) == len(self.test_images)):
+            raise UserError(
+                f"{MANIFEST}: test_tiles is not a list of [rows, columns] grids covering the "
+                f"{len(self.test_images)} test images; {REPRO_HINT} again"
+            )
+        return [(rows, cols) for rows, cols in grids]
+
 
 def class_histogram(labels: torch.Tensor, num_classes: int) -> list[int]:
     return torch.bincount(labels, minlength=num_classes).tolist()

@@ -25,10 +25,10 @@ from genmodels.data import images as image_files
 from genmodels.data.idx import IMAGE_SIZE, read_split
 from genmodels.data.photos import (
     PACKAGED_PHOTOS,
-    grid_crops,
+    cut_patches,
     load_photo,
     load_photo_patches,
-    random_crops,
+    split_photos,
 )
 from genmodels.data.prepared import subset_indices
 from genmodels.data.torchvision_sets import load_torchvision_split
@@ -95,6 +95,8 @@ class RawDataset:
     classes: list[str]  # label i is classes[i]; [] for unlabelled images (every label 0)
     # unpaired domains only: split -> (images of domain A, of domain B); A's come first
     domain_counts: dict[str, tuple[int, int]] | None = None
+    # resize crops only: per test image, in order, the rows and columns of its grid of tiles
+    test_grids: list[list[int]] | None = None
 
     @property
     def labelled(self) -> bool:
@@ -257,24 +259,19 @@ def _limit(files: image_files.ImageFiles, limit: int | None, seed: int) -> image
     return image_files.ImageFiles([files.paths[i] for i in keep], labels, files.classes)
 
 
-def _crops(images: list[torch.Tensor], labels: list[int], split: str, data: DataParams,
-           generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
-    """Patches of crop_size: seeded random ones of training images, a grid over test images.
-    Each patch keeps its image's label."""
-    patches, patch_labels = [], []
-    for image, label in zip(images, labels, strict=True):
-        if min(image.shape[-2:]) < data.crop_size:
-            raise UserError(
-                f"data.crop_size: {data.crop_size} is larger than an image of "
-                f"{image.shape[-1]}x{image.shape[-2]}; set it to at most {min(image.shape[-2:])}"
-            )
-        if split == "train":
-            crops = random_crops(image, data.crop_size, data.crops_per_image, generator)
-        else:
-            crops = grid_crops(image, data.crop_size)
+def _crops(images: list[tuple[torch.Tensor, int, Path]], split: str, data: DataParams,
+           generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, list[list[int]]]:  # fmt: skip
+    """Patches of crop_size of (image, label, file) triples: seeded random ones of training
+    images, a grid over test images, each patch with its image's label; the test images' grids."""
+    patches, patch_labels, grids = [], [], []
+    for image, label, path in images:
+        crops, grid = cut_patches(image, str(path), data.crop_size, split == "train",
+                                  data.crops_per_image, generator)  # fmt: skip
         patches.append(crops)
         patch_labels += [label] * len(crops)
-    return torch.cat(patches), torch.tensor(patch_labels, dtype=torch.int64)
+        if grid is not None:
+            grids.append(list(grid))
+    return torch.cat(patches), torch.tensor(patch_labels, dtype=torch.int64), grids
 
 
 def load_folder(data: DataParams) -> RawDataset:
@@ -285,7 +282,7 @@ def load_folder(data: DataParams) -> RawDataset:
     channels = data.channels or 3
     crops = data.resize_policy == "crops"
     generator = torch.Generator().manual_seed(data.subset_seed)
-    tensors, skipped, checksums = {}, [], {}
+    tensors, skipped, checksums, grids = {}, [], {}, {}
     for split, files in scanned.items():
         if not crops:  # limits count prepared images: here the files themselves
             files = _limit(files, limits[split], data.subset_seed)
@@ -294,14 +291,15 @@ def load_folder(data: DataParams) -> RawDataset:
             decoded = [image_files.read_images([path], channels, None,
                                                skip_unreadable=data.skip_unreadable, root=root)
                        for path in files.paths]  # fmt: skip
-            kept = [(d.images[0], label) for d, label in zip(decoded, labels, strict=True)
+            kept = [(d.images[0], label, path)
+                    for d, label, path in zip(decoded, labels, files.paths, strict=True)
                     if len(d.images)]  # fmt: skip
             skipped += [entry for d in decoded for entry in d.skipped]
             count = len(kept) * data.crops_per_image if split == "train" else 0
             image_files.check_memory(count, channels, data.crop_size, data.crop_size,
                                      data.max_memory_gb)  # fmt: skip
-            tensors[split] = _crops([k[0] for k in kept], [k[1] for k in kept], split, data,
-                                    generator)  # fmt: skip
+            images, labels, grids[split] = _crops(kept, split, data, generator)
+            tensors[split] = (images, labels)
             digest = hashlib.sha256("".join(d.sha256 for d in decoded).encode())
             checksums[split] = digest.hexdigest()
             continue
@@ -325,6 +323,7 @@ def load_folder(data: DataParams) -> RawDataset:
             "skipped": skipped,
         },
         classes=scanned["train"].classes,
+        test_grids=grids.get("test"),
     )  # fmt: skip
 
 
@@ -384,11 +383,11 @@ def load_packaged_photos(data: DataParams) -> RawDataset:
             data.crop_size, data.crops_per_image, data.test_photos, data.subset_seed, channels
         )
         train, test, photos = patches.train, patches.test, patches.source
+        test_grids = patches.test_grids
     else:  # each whole photo fitted to image_size: one image per photo
-        from genmodels.data.photos import split_photos
-
         names = [photo.name for photo in PACKAGED_PHOTOS]
         _, test_names = split_photos(names, data.test_photos, data.subset_seed)
+        test_grids = None
         fitted = {"train": [], "test": []}
         photos = {}
         for name in names:
@@ -406,6 +405,7 @@ def load_packaged_photos(data: DataParams) -> RawDataset:
         source={"origin": "packaged photos (scikit-image, scikit-learn)",
                 "resize": data.resize_policy, "photos": photos},
         classes=[],
+        test_grids=test_grids,
     )  # fmt: skip
 
 

@@ -4,7 +4,7 @@
 
 Sets that torchvision holds as one array (CIFAR, SVHN, STL-10) are converted in bulk; the
 others (CelebA, Flowers-102) are decoded file by file on threads. Every image goes through
-`images.fit` when it needs another channel count or size.
+`pictures.fit` when it needs another channel count or size.
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from genmodels.data.images import DECODE_CHUNK, ImageStack, check_memory, fit, refit
+from genmodels.data.images import DECODE_CHUNK, ImageStack, check_memory, refit
+from genmodels.data.pictures import fit
 from genmodels.errors import UserError
 
 

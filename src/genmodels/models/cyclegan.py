@@ -494,6 +494,8 @@ class CycleGANRecipe(Recipe):
         self.train(False)
         c, h, w = self.data.image_shape
         domain_a, domain_b = self.domain_names()
+        multiple = 2**self.params.g_downsampling
+        noise = torch.Generator().manual_seed(0)
         real_b = None
         if real_images is not None and self.domains is not None:
             real_b = self.domains.test_b[: len(real_images)].float() / 255.0
@@ -511,17 +513,21 @@ class CycleGANRecipe(Recipe):
                     example_inputs=(torch.rand(2, c, h, w),),
                     input_names=["image"],
                     output_names=["translated"],
-                    dynamic_axes={"image": {0: "batch"}},
-                    doc=f"image [batch,{c},{h},{w}] float32 in [0,1] from {source} -> "
-                    f"translated [batch,{c},{h},{w}] in [0,1], in {target}",
+                    # fully convolutional: any height and width that are multiples of this
+                    dynamic_axes={"image": {0: "batch", 2: "height", 3: "width"}},
+                    doc=f"image [batch,{c},height,width] float32 in [0,1] from {source} (trained "
+                    f"at {h}x{w}; sides multiples of {multiple}) -> translated, same shape, in "
+                    f"[0,1], in {target}",
                     metadata={
                         "task": "translate",
                         "direction": name,
                         "domain_a": domain_a,
                         "domain_b": domain_b,
+                        "size_multiple": str(multiple),
                         "pixel_range": "0,1",
                     },  # fmt: skip
                     real_inputs=None if real is None else (real.cpu(),),
+                    parity_inputs=[(torch.rand(1, c, 2 * h, h + multiple, generator=noise),)],
                 )
             )
         return found

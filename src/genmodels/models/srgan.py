@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from genmodels.config import EVALUATOR, SRGANParams
+from genmodels.data.tiles import grid_crops, mosaic
 from genmodels.errors import UserError
 from genmodels.figures import save_rows
 from genmodels.metrics.fid import fid
@@ -204,15 +205,36 @@ class SRGANRecipe(Recipe):
             images = images.flip(3) if symmetry >= 4 else images
         return images
 
+    def pixel_loss(self, images: Tensor, targets: Tensor) -> Tensor:
+        if self.params.pixel_loss == "l1":
+            return F.l1_loss(images, targets)
+        return F.mse_loss(images, targets)
+
+    def pretrain_lr(self, step: int) -> float:
+        """The MSE phase's rate at `step`: a function of the step alone, so a resumed run
+        continues the same schedule."""
+        p = self.params
+        if p.lr_schedule == "constant":
+            return p.lr
+        phase = p.steps if p.pretrain_steps is None else p.pretrain_steps
+        return 0.5 * p.lr * (1.0 + math.cos(math.pi * step / max(phase, 1)))
+
     def training_step(self, batch: Batch, step: int) -> dict[str, Tensor]:
         high = self.training_images(batch.images, step)
         low = downsample(high, self.scale)
         if self.in_pretraining(step):
-            loss = F.mse_loss(self.generator(low), high)
+            if self.params.lr_schedule != "constant":
+                for group in self.opt_pre.param_groups:
+                    group["lr"] = self.pretrain_lr(step)
+            upscaled = self.generator(low)
+            loss = self.pixel_loss(upscaled, high)
             self.opt_pre.zero_grad(set_to_none=True)
             loss.backward()
             self.opt_pre.step()
-            return {"mse": loss.detach()}
+            if self.params.pixel_loss == "mse":
+                return {"mse": loss.detach()}
+            # the MSE logged all the same: the plots and the PSNR read it
+            return {"l1": loss.detach(), "mse": F.mse_loss(upscaled.detach(), high)}
         if step == self.params.pretrain_steps:  # the switch: keep the SRResNet weights
             self.srresnet.load_state_dict(unwrap(self.generator).state_dict())
         return self._adversarial_step(low, high)
@@ -235,7 +257,7 @@ class SRGANRecipe(Recipe):
         with frozen(self.discriminator):
             content = content_loss(self.content, fake, high)
             adversarial = generator_loss(p.loss, self.discriminator(fake))
-            pixel = F.mse_loss(fake, high)
+            pixel = self.pixel_loss(fake, high)
             g_loss = (
                 p.content_weight * content
                 + p.adversarial_weight * adversarial
@@ -251,7 +273,7 @@ class SRGANRecipe(Recipe):
             "g_loss": g_loss.detach(),
             "g_content": content.detach(),
             "g_adversarial": adversarial.detach(),
-            "g_mse": pixel.detach(),
+            f"g_{p.pixel_loss}": pixel.detach(),
         }
 
     @torch.no_grad()
@@ -302,13 +324,24 @@ class SRGANRecipe(Recipe):
             generators["phase1"] = self.srresnet
         parts: dict[str, list] = {name: [] for name in ("bicubic", *generators)}
         features: dict[str, list[Tensor]] = {name: [] for name in ("high", *parts)}
+        # tiles of whole images: each image upscaled whole, its PSNR_y and SSIM_y per image
+        whole: dict[str, list[dict[str, float]]] | None = None
+        if ctx.test_grids is None:
+            pieces = [(i, min(i + chunk, len(test)), None) for i in range(0, len(test), chunk)]
+        else:
+            whole = {name: [] for name in parts}
+            ends = torch.tensor([r * c for r, c in ctx.test_grids]).cumsum(0).tolist()
+            pieces = list(zip([0, *ends[:-1]], ends, ctx.test_grids, strict=True))
         hr_accuracy, grid = [], {}
-        for start in range(0, len(test), chunk):
-            high = test[start : start + chunk].float() / 255.0
-            labels = test_labels[start : start + chunk]
-            low = downsample(high, s)
-            outputs = {"bicubic": bicubic_upscale(low, s)}
-            outputs |= {name: self.upscale(low, batch, g) for name, g in generators.items()}
+        for start, stop, tiles in pieces:
+            high = test[start:stop].float() / 255.0
+            labels = test_labels[start:stop]
+            if tiles is None:
+                low = downsample(high, s)
+                outputs = {"bicubic": bicubic_upscale(low, s)}
+                outputs |= {name: self.upscale(low, batch, g) for name, g in generators.items()}
+            else:
+                low, outputs = self._upscale_whole(ctx, high, tiles, generators, whole)
             features["high"].append(space.features(high))
             hr_accuracy.append((space.class_accuracy("hr_accuracy", high, labels), len(high)))
             for name, images in outputs.items():
@@ -323,6 +356,10 @@ class SRGANRecipe(Recipe):
 
         def judged(name: str) -> dict[str, float]:
             found = pooled(parts[name])
+            if whole is not None:  # the literature's: each whole image counts once
+                found |= {
+                    k: sum(w[k] for w in whole[name]) / len(whole[name]) for k in whole[name][0]
+                }
             found["fid"] = fid(torch.cat(features[name]), high_features)
             # the earlier metrics first, in their order, then the SR literature's
             order = ("psnr", "ssim", "mse", "fid", "accuracy")
@@ -337,6 +374,7 @@ class SRGANRecipe(Recipe):
             "scale": s,
             "low_res": [h // s, w // s],
             "n_test": len(test),
+            **self._measured_on(ctx),
             **model,  # the model's own numbers at the top level: the registry's gate
             "bicubic": judged("bicubic"),
             "model": model,
@@ -363,6 +401,34 @@ class SRGANRecipe(Recipe):
         caption = f"{lh}x{lw} -> {h}x{w}, rows: " + " / ".join(names)
         figures = {caption: save_rows(rows, ctx.figures_dir / "upscaling.png")}
         return EvalResult(metrics=metrics, figures=figures)
+
+    def _upscale_whole(self, ctx: EvalContext, high: Tensor, tiles: tuple[int, int],
+                       generators: dict[str, nn.Module | None],
+                       whole: dict[str, list[dict[str, float]]]) -> tuple[Tensor, dict[str, Tensor]]:  # fmt: skip
+        """One test image from its tiles, downsampled and upscaled whole by each method, then cut
+        into the same tiles again; its PSNR_y and SSIM_y appended to `whole`."""
+        s, size = self.scale, high.shape[-1]
+        image = mosaic(high, *tiles)[None]
+        low = downsample(image, s)
+        upscaled = {"bicubic": bicubic_upscale(low, s)}
+        upscaled |= {name: self.upscale(low, 1, g) for name, g in generators.items()}
+        for name, images in upscaled.items():
+            whole[name].append({
+                "psnr_y": psnr_y(images, image, s).double().item(),
+                "ssim_y": ssim_y(images, image, s, ctx.ssim_window, ctx.ssim_sigma).double().item(),
+            })  # fmt: skip
+        tiled = {name: grid_crops(images[0], size) for name, images in upscaled.items()}
+        return grid_crops(low[0], size // s), tiled
+
+    @staticmethod
+    def _measured_on(ctx: EvalContext) -> dict:
+        if ctx.test_grids is None:
+            return {}
+        return {
+            "test_images": len(ctx.test_grids),
+            "measured_on": "whole test images, each downsampled and upscaled whole: psnr_y and "
+            "ssim_y per image, averaged over images; the rest over the images' tiles",
+        }
 
     def _judge(self, ctx: EvalContext, high: Tensor, outputs: dict[str, Tensor], labels: Tensor,
                batch: int, blocks: nn.Module | None) -> dict[str, dict[str, float]]:  # fmt: skip

@@ -26,7 +26,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from genmodels.config import ServeParams
 from genmodels.families import ENDPOINT_TASKS
 from genmodels.serving.images import ImageError, decode_base64_image, png_grid, resize
-from genmodels.serving.store import IMAGE_SIDE, Graph, ModelStore, ServedModel
+from genmodels.serving.store import Graph, ModelStore, ServedModel
 
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
@@ -67,6 +67,7 @@ class DecodeBody(Body):
 class ImageBody(Body):
     image: str  # base64 PNG or JPEG, a data: URL prefix allowed
     invert: bool = False  # dark object on a light background: invert to the training look
+    convert: bool = True  # grayscale <-> RGB as the model takes it; false: refuse the other kind
 
 
 class TranslateBody(ImageBody):
@@ -209,22 +210,24 @@ async def _infer(graph: Graph, feed: dict[str, np.ndarray]) -> dict[str, np.ndar
 
 
 def _image_input(body: ImageBody, graph: Graph, settings: ServeParams, resize_to: bool) -> Any:
-    """The uploaded image as float32 [1, 1, H, W], resized to the graph's input when fixed."""
+    """The uploaded image as float32 [1, C, H, W] in the graph's channels, resized to its input
+    when fixed (with resize_to: to the size it learned from when it takes any size)."""
+    shape = graph.input("image").shape  # type: ignore[union-attr]
+    channels = shape[1] if isinstance(shape[1], int) else graph.meta_int("image_channels") or 1
     try:
-        image = decode_base64_image(body.image, settings.max_image_side)
+        image = decode_base64_image(body.image, settings.max_image_side, channels, body.convert)
     except ImageError as exc:
         raise ApiError(exc.status, str(exc)) from None
     if body.invert:
         image = 1.0 - image
-    shape = graph.input("image").shape  # type: ignore[union-attr]
     height, width = shape[2], shape[3]
     if resize_to:
-        height = height if isinstance(height, int) else IMAGE_SIDE
-        width = width if isinstance(width, int) else IMAGE_SIDE
+        height = height if isinstance(height, int) else graph.trained_size[0]
+        width = width if isinstance(width, int) else graph.trained_size[1]
         image = resize(image, height, width)
     elif isinstance(height, int) and isinstance(width, int):
         image = resize(image, height, width)
-    return image[None, None]
+    return image[None]
 
 
 class _Revalidated(StaticFiles):

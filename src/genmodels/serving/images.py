@@ -22,10 +22,18 @@ class ImageError(ValueError):
         self.status = status
 
 
-def decode_base64_image(data: str, max_side: int) -> np.ndarray:
-    """A base64 PNG or JPEG (a data: URL prefix is allowed) as grayscale float32 [H, W] in [0, 1].
+GRAY_MODES = frozenset({"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F"})
 
-    Width and height above max_side are refused before the pixels are decoded.
+
+def decode_base64_image(
+    data: str, max_side: int, channels: int = 1, convert: bool = True
+) -> np.ndarray:
+    """A base64 PNG or JPEG (a data: URL prefix is allowed) as float32 [C, H, W] in [0, 1],
+    grayscale (C = 1) or RGB (C = 3) as the model takes it.
+
+    Width and height above max_side are refused before the pixels are decoded. With convert
+    off, an image of the other kind (grayscale for an RGB model, colour for a grayscale one) is
+    refused instead of converted.
     """
     if data.startswith("data:"):
         _, _, data = data.partition(",")
@@ -57,42 +65,56 @@ def decode_base64_image(data: str, max_side: int) -> np.ndarray:
         raise ImageError(f"image: cannot be decoded as PNG or JPEG ({exc})") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise ImageError("image: too many pixels", status=413) from None
+    gray = img.mode in GRAY_MODES or (img.mode == "P" and _palette_is_gray(img))
+    if not convert and gray != (channels == 1):
+        have, need, article = ("grayscale", "RGB", "an") if gray else ("colour", "grayscale", "a")
+        raise ImageError(
+            f"image: {have}, but this model takes {need} images; send {article} {need} image or set "
+            '"convert": true'
+        )
     if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
         # transparent pixels count as background (black, as in the training data)
         rgba = img.convert("RGBA")
         black = Image.new("RGBA", rgba.size, (0, 0, 0, 255))
         img = Image.alpha_composite(black, rgba)
-    gray = np.asarray(img.convert("L"), dtype=np.float32) / 255.0
-    return gray
+    pixels = np.asarray(img.convert("L" if channels == 1 else "RGB"), dtype=np.float32) / 255.0
+    return pixels[None] if pixels.ndim == 2 else pixels.transpose(2, 0, 1).copy()
+
+
+def _palette_is_gray(img: Image.Image) -> bool:
+    colours = np.asarray(img.convert("RGB"))
+    return bool((colours[..., 0] == colours[..., 1]).all() and
+                (colours[..., 1] == colours[..., 2]).all())  # fmt: skip
 
 
 def resize(image: np.ndarray, height: int, width: int) -> np.ndarray:
-    """[H, W] float in [0, 1] resized with Pillow's area-aware filter."""
-    if image.shape == (height, width):
+    """[C, H, W] float in [0, 1] resized with Pillow's area-aware filter, channel by channel."""
+    if image.shape[1:] == (height, width):
         return image
-    img = Image.fromarray(image.astype(np.float32))  # mode F
-    out = img.resize(
-        (width, height),
-        Image.Resampling.BOX if image.shape[0] > height else Image.Resampling.BILINEAR,
-    )
-    return np.clip(np.asarray(out, dtype=np.float32), 0.0, 1.0)
+    method = Image.Resampling.BOX if image.shape[1] > height else Image.Resampling.BILINEAR
+    planes = [
+        np.asarray(Image.fromarray(plane.astype(np.float32)).resize((width, height), method))
+        for plane in image
+    ]
+    return np.clip(np.stack(planes).astype(np.float32), 0.0, 1.0)
 
 
 def png_grid(images: np.ndarray, nrow: int | None = None, padding: int = 2) -> bytes:
-    """A PNG of a grid of [N, 1, H, W] images in [0, 1] (like torchvision's make_grid)."""
-    n, _, h, w = images.shape
+    """A PNG of a grid of [N, C, H, W] images in [0, 1], C 1 or 3 (like torchvision's
+    make_grid)."""
+    n, c, h, w = images.shape
     nrow = max(1, min(nrow or math.ceil(math.sqrt(n)), n))
     rows = math.ceil(n / nrow)
-    images = images[:, 0]
+    images = images.transpose(0, 2, 3, 1)  # NHWC
     if not np.isfinite(images).all():
         images = np.nan_to_num(images)
     pixels = (np.clip(images, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
     if n == 1:  # a single image without a frame
         return encode_png(pixels[0])
-    grid = np.zeros((rows * (h + padding) + padding, nrow * (w + padding) + padding), np.uint8)
+    grid = np.zeros((rows * (h + padding) + padding, nrow * (w + padding) + padding, c), np.uint8)
     for i in range(n):
-        r, c = divmod(i, nrow)
-        y, x = padding + r * (h + padding), padding + c * (w + padding)
+        r, col = divmod(i, nrow)
+        y, x = padding + r * (h + padding), padding + col * (w + padding)
         grid[y : y + h, x : x + w] = pixels[i]
     return encode_png(grid)
 
@@ -101,16 +123,20 @@ def _chunk(kind: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
 
-def encode_png(gray: np.ndarray) -> bytes:
-    """An 8-bit grayscale PNG of a [H, W] uint8 array, written directly.
+def encode_png(pixels: np.ndarray) -> bytes:
+    """An 8-bit grayscale or RGB PNG of a uint8 [H, W] or [H, W, C] array (C 1 or 3), written
+    directly.
 
     The format is small enough to write by hand, and this is the hot path of one-sample
     requests: Pillow's plugin machinery costs several times the compression.
     """
-    h, w = gray.shape
-    rows = np.zeros((h, w + 1), np.uint8)  # filter type 0 (none) before every row
-    rows[:, 1:] = gray
-    header = struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 0)  # 8-bit, grayscale, no interlace
+    if pixels.ndim == 2:
+        pixels = pixels[:, :, None]
+    h, w, c = pixels.shape
+    rows = np.zeros((h, w * c + 1), np.uint8)  # filter type 0 (none) before every row
+    rows[:, 1:] = pixels.reshape(h, w * c)
+    colour_type = 0 if c == 1 else 2  # grayscale or truecolour, 8 bits, no interlace
+    header = struct.pack(">IIBBBBB", w, h, 8, colour_type, 0, 0, 0)
     return (
         b"\x89PNG\r\n\x1a\n"
         + _chunk(b"IHDR", header)

@@ -8,6 +8,7 @@ with the reason, so /health can say what is wrong while the other models keep se
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import tempfile
 from collections.abc import Mapping
@@ -78,6 +79,22 @@ class Graph:
             return int(self.metadata[key])
         except (KeyError, ValueError):
             return None
+
+    @property
+    def class_names(self) -> list[str]:
+        """The data's class names (metadata class_names, a JSON list); [] when not recorded."""
+        try:
+            names = json.loads(self.metadata.get("class_names", "[]"))
+        except ValueError:
+            return []
+        return [str(n) for n in names] if isinstance(names, list) else []
+
+    @property
+    def trained_size(self) -> tuple[int, int]:
+        """The (height, width) of the images it learned from (metadata image_height and
+        image_width; 28x28 for graphs exported before they were recorded)."""
+        height, width = self.meta_int("image_height"), self.meta_int("image_width")
+        return (height, width) if height and width else (IMAGE_SIDE, IMAGE_SIDE)
 
     @property
     def image_output(self) -> str | None:
@@ -178,12 +195,18 @@ class ServedModel:
             "generative": bool(row is not None and row.generative),
             "graphs": {name: g.as_json() for name, g in self.graphs.items()},
         }
+        loaded = next((g for g in self.graphs.values() if g.ok), None)
+        if loaded is not None:  # the images it learned from: what an input is brought to
+            info["channels"] = loaded.meta_int("image_channels") or 1
+            info["size"] = list(loaded.trained_size)
         source = self.generator or self.decoder
         if source is not None and source.latent_dim is not None:
             info["latent_dim"] = source.latent_dim
         conditional = self.graph_for("generate")
         if conditional is not None and conditional.input("label") is not None:
             info["num_classes"] = conditional.meta_int("num_classes")
+            if conditional.class_names:
+                info["class_names"] = conditional.class_names
         upscaler = self.graph_for("upscale")
         if upscaler is not None:
             info["scale"] = upscaler.meta_int("scale")
@@ -216,7 +239,7 @@ def _check_contract(graph: Graph) -> str | None:
             if not (graph.meta_int("num_classes") or 0) > 0:
                 return "a conditional generator needs metadata num_classes"
     elif "image" not in floats or len(graph.input("image").shape) != 4:  # type: ignore[union-attr]
-        return "expects a float input 'image' of shape [batch, 1, height, width]"
+        return "expects a float input 'image' of shape [batch, channels, height, width]"
     if task == "upscale" and not (graph.meta_int("scale") or 0) > 0:
         return "an upscaler needs metadata scale (a positive integer)"
     if task == "translate" and graph.metadata.get("direction") not in (None, "ab", "ba"):
@@ -299,8 +322,9 @@ class ModelStore:
         expected: Mapping[str, str] | None = None,
         intra_op_threads: int = 1,
         inter_op_threads: int = 1,
+        only: str | None = None,
     ) -> ModelStore:
-        """Graphs under exported_dir/<instance>/*.onnx.
+        """Graphs under exported_dir/<instance>/*.onnx (`only`: that instance alone).
 
         `expected` (instance -> family, from params) adds the instances and graphs that should
         be there: a missing one is listed as unavailable rather than silently absent.
@@ -309,8 +333,11 @@ class ModelStore:
         options = session_options(intra_op_threads, inter_op_threads)
         expected = dict(expected or {})
         found = sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+        instances = set(found) | set(expected)
+        if only is not None:
+            instances &= {only}
         models: dict[str, ServedModel] = {}
-        for instance in sorted(set(found) | set(expected)):
+        for instance in sorted(instances):
             family = expected.get(instance)
             folder = root / instance
             names = {p.stem for p in folder.glob("*.onnx")} if folder.is_dir() else set()
@@ -337,8 +364,10 @@ class ModelStore:
         intra_op_threads: int = 1,
         inter_op_threads: int = 1,
         cache_dir: str | Path | None = None,
+        only: str | None = None,
     ) -> ModelStore:
-        """The `alias` versions of <instance>-<graph> in the MLflow registry.
+        """The `alias` versions of <instance>-<graph> in the MLflow registry (`only`: that
+        instance alone).
 
         An expected graph without such a version (it failed its quality gate, or `register` has
         not run) is unavailable with that reason.
@@ -357,6 +386,8 @@ class ModelStore:
             instance, _, name = registered.rpartition("-")
             if instance and name:
                 wanted.setdefault(instance, {}).setdefault(name, version.tags.get("family"))
+        if only is not None:
+            wanted = {only: wanted[only]} if only in wanted else {}
         models: dict[str, ServedModel] = {}
         for instance in sorted(wanted):
             model = ServedModel(instance, expected.get(instance))

@@ -84,6 +84,8 @@ class EvalContext:
     n_samples: int = 0  # generated images to judge
     train_history: list[dict[str, float]] = field(default_factory=list)  # the logged rows
     train_metrics: dict[str, Any] = field(default_factory=dict)  # metrics/train/<instance>
+    # the test images as tiles of whole images (resize crops): each one's rows and columns
+    test_grids: list[tuple[int, int]] | None = None
 
 
 @dataclass
