@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from server_helpers import free_port, stop, wait_until_up
+from tiny_graphs import export_rgb_models
 
 
 @pytest.fixture
@@ -18,8 +19,7 @@ def exported_copy(tiny_exported, tmp_path) -> Path:
     return Path(shutil.copytree(tiny_exported, tmp_path / "exported"))
 
 
-@pytest.fixture
-def served(tiny_exported, tmp_path):
+def _serve(exported: Path, tmp_path: Path):
     """`genmodels serve` on 127.0.0.1 in a subprocess: yields its base URL, then stops it."""
     port = free_port()
     params = tmp_path / "params.yaml"
@@ -33,7 +33,7 @@ def served(tiny_exported, tmp_path):
             "--params",
             str(params),
             "--exported-dir",
-            str(tiny_exported),
+            str(exported),
             "--port",
             str(port),
         ],
@@ -47,3 +47,14 @@ def served(tiny_exported, tmp_path):
         yield url
     finally:
         stop(proc)
+
+
+@pytest.fixture
+def served(tiny_exported, tmp_path):
+    yield from _serve(tiny_exported, tmp_path)
+
+
+@pytest.fixture
+def served_rgb(tmp_path):
+    """The service on two RGB models that take any size (tiny_graphs.export_rgb_models)."""
+    yield from _serve(export_rgb_models(tmp_path / "exported"), tmp_path)

@@ -50,7 +50,7 @@ def browser(tmp_path):
         driver.quit()
 
 
-def shown_png(driver, element_id: str) -> Image.Image:
+def shown_png(driver, element_id: str, mode: str = "L") -> Image.Image:
     """The pixels an <img> shows, read back through a canvas (blob URLs are page-local)."""
     data_url = driver.execute_script(
         """
@@ -62,7 +62,7 @@ def shown_png(driver, element_id: str) -> Image.Image:
         """,
         element_id,
     )
-    return Image.open(io.BytesIO(base64.b64decode(data_url.split(",", 1)[1]))).convert("L")
+    return Image.open(io.BytesIO(base64.b64decode(data_url.split(",", 1)[1]))).convert(mode)
 
 
 def loaded(element_id: str):
@@ -130,4 +130,35 @@ def test_page_generates_explores_and_reconstructs(served, browser):
     browser.find_element(By.ID, "image-run").click()
     wait.until(loaded("image-output"))
     assert shown_png(browser, "image-output").size == (28, 28)
+    assert browser.find_element(By.ID, "error").get_attribute("hidden") is not None
+
+
+def test_page_upscales_and_translates_a_colour_photo(served_rgb, browser, tmp_path):
+    photo = tmp_path / "photo.jpg"
+    pixels = np.zeros((24, 36, 3), np.uint8)
+    pixels[:, :12, 0], pixels[:, 12:24, 1], pixels[:, 24:, 2] = 220, 200, 180  # red, green, blue
+    Image.fromarray(pixels).save(photo, quality=95)
+    wait = WebDriverWait(browser, 20)
+    browser.get(served_rgb + "/")
+    wait.until(lambda d: d.execute_script("return document.body.dataset.ready === '1'"))
+    browser.find_element(By.ID, "image-file").send_keys(str(photo))
+    wait.until(loaded("image-input"))
+
+    Select(browser.find_element(By.ID, "image-model")).select_by_value("photo_sr")
+    browser.find_element(By.ID, "image-run").click()
+    wait.until(loaded("image-output"))
+    upscaled = np.asarray(shown_png(browser, "image-output", "RGB"), dtype=np.int16)
+    assert upscaled.shape == (48, 72, 3)  # 2x the photo, in colour
+    spread = np.abs(upscaled - upscaled.mean(axis=2, keepdims=True)).mean()
+    assert spread > 5, "the output lost its colour"
+
+    Select(browser.find_element(By.ID, "image-model")).select_by_value("photo2edges")
+    assert Select(browser.find_element(By.ID, "image-action")).first_selected_option.text == (
+        "translate"
+    )
+    browser.find_element(By.ID, "image-run").click()
+    wait.until(lambda d: "32" in str(d.execute_script(
+        "return document.getElementById('image-output').naturalWidth")))  # fmt: skip
+    translated = shown_png(browser, "image-output", "RGB")
+    assert translated.size == (32, 32)  # brought to the size the model learned from
     assert browser.find_element(By.ID, "error").get_attribute("hidden") is not None

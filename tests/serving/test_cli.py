@@ -20,13 +20,15 @@ RNG = np.random.default_rng(0)
 
 def run_cli(capsys, *args: str) -> tuple[int, str]:
     """The command's exit status and what it printed on stderr."""
-    for handler in logging.root.handlers[:]:  # basicConfig binds to this test's stderr
-        logging.root.removeHandler(handler)
+    kept = logging.root.handlers[:]
+    logging.root.handlers.clear()  # basicConfig binds to this test's stderr
     try:
         main(list(args))
         code = 0
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else 1
+    finally:
+        logging.root.handlers[:] = kept  # later tests keep pytest's own handlers
     return code, capsys.readouterr().err
 
 
