@@ -5,8 +5,8 @@ UV ?= $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
 RUN := $(UV) run --frozen
 DATASET_DIR := /usr/share/datasets/fashion-mnist
 
-.PHONY: help setup dataset repro repro-photos evaluate test lint format mlflow-ui clean-checkpoints
-.PHONY: browser serve register bench bench-serve bench-prepare bench-tiles bench-docs train-ddp ablation
+.PHONY: help setup dataset repro repro-photos demo evaluate test lint format mlflow-ui clean-checkpoints
+.PHONY: browser serve register bench bench-serve bench-prepare bench-photos bench-docs train-ddp ablation
 
 MODEL ?= gan
 NPROC ?= 2
@@ -42,14 +42,18 @@ repro-photos: setup  ## the photo profile: 4x SR and the CycleGAN on packaged ph
 	cd profiles/photos && $(abspath $(UV)) run --frozen python ../../tools/timed_repro.py
 	$(RUN) python tools/profile_docs.py photos
 
+# The demo profile: a Fashion-MNIST subset, four families at short budgets; then the service.
+demo: setup  ## a quick profile trained in minutes, then the page on http://127.0.0.1:8000
+	$(RUN) python tools/demo.py $(DEMO_ARGS)
+
 bench: setup  ## training throughput (Trainer vs a bare loop), data wait, evaluate cost -> reports/bench/train.json
 	$(RUN) python tools/bench.py
 
 bench-prepare: setup  ## prepare 50,000 RGB PNG files of 32x32 (CIFAR-10's size) -> reports/bench/prepare.json
 	$(RUN) python tools/bench_prepare.py
 
-bench-tiles: setup  ## a 2,000 x 2,000 photo upscaled 4x in tiles by the photo profile's SRGAN -> reports/bench/tiles.json
-	$(RUN) python tools/bench_tiles.py
+bench-photos: setup  ## only the photo upscaler's part of bench-serve (latency, 2,000 px in tiles, HTTP)
+	$(RUN) python tools/bench_serve.py --only photos
 
 # The figures section of docs/benchmarks.md; every bench tool also renders it when it finishes.
 bench-docs: $(if $(findstring .tools/bin/uv,$(UV)),.tools/bin/uv)  ## render docs/benchmarks.md from reports/bench/*.json
@@ -94,7 +98,7 @@ serve: setup  ## the inference service and its web page on http://127.0.0.1:8000
 register: setup  ## register the exported graphs in MLflow; champion behind the quality gates
 	$(RUN) dvc repro register
 
-bench-serve: setup  ## onnxruntime vs PyTorch eager, and HTTP under 32 clients -> reports/bench/serve.json
+bench-serve: setup  ## onnxruntime vs eager, HTTP under load, the photo upscaler -> reports/bench/serve.json
 	$(RUN) python tools/bench_serve.py
 
 lint: setup  ## ruff check and format check

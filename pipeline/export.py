@@ -9,11 +9,27 @@ import torch
 from genmodels.config import load_params
 from genmodels.data.prepared import load_prepared
 from genmodels.export import ParityError, export_and_check
+from genmodels.families import FAMILIES
 from genmodels.io import write_json
 from genmodels.models import data_info, load_trained
 from genmodels.stage import dvc_stage_name, run_stage
 from genmodels.tracking import stage_run
 from genmodels.training.runtime import seed_everything
+
+
+def latent_range(exportables, images: torch.Tensor) -> list[list[float]] | None:
+    """Per code axis, the 1st and 99th percentile of the encoder's codes of real images: the
+    region an autoencoder's decoder has learned (its codes follow no prior to sample from)."""
+    encoder = next((g for g in exportables if g.name == "encoder"), None)
+    if encoder is None:
+        return None
+    with torch.no_grad():
+        codes = encoder.module(images)
+    codes = codes[0] if isinstance(codes, tuple) else codes
+    if codes.dim() != 2:
+        return None
+    bounds = torch.quantile(codes.float(), torch.tensor([0.01, 0.99]), dim=0)
+    return [[round(low, 4), round(high, 4)] for low, high in bounds.T.tolist()]
 
 
 def main(args) -> None:
@@ -41,7 +57,14 @@ def main(args) -> None:
             data_meta = {"image_channels": c, "image_height": h, "image_width": w}
             if info.num_classes:
                 data_meta["class_names"] = json.dumps(info.class_names())
+            codes = (
+                None
+                if FAMILIES[model.family].generative
+                else latent_range(exportables, data.test_images[:1000].float() / 255.0)
+            )
             for graph in exportables:
+                if codes is not None and graph.name == "decoder":
+                    graph.metadata = {**graph.metadata, "latent_range": json.dumps(codes)}
                 graph.metadata = {"family": model.family, "instance": args.instance,
                                   "graph": graph.name, **data_meta, **graph.metadata}  # fmt: skip
             report = export_and_check(

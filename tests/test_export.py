@@ -14,6 +14,7 @@ from genmodels.export import (
     session_for,
 )
 from genmodels.training.recipe import Exportable
+from helpers import REPO
 
 TOL = 1e-5
 
@@ -292,3 +293,26 @@ def test_prelu_is_exported_decomposed_with_the_same_numbers(tmp_path):
 def test_modules_without_prelu_are_exported_as_they_are():
     module = Decoder()
     assert export_mod.onnx_friendly(module) is module
+
+
+def test_an_autoencoders_plane_is_where_its_codes_lie():
+    """pipeline/export.py records the 1st and 99th percentile of each code axis of real
+    images on an autoencoder's decoder; the page's latent explorer spans that range."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("export_stage", REPO / "pipeline/export.py")
+    stage = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(stage)
+
+    class Codes(torch.nn.Module):  # codes 0..999 on axis 0, -2 * that on axis 1
+        def forward(self, image):
+            first = image.flatten(1)[:, 0] * 1000
+            return torch.stack([first, -2 * first], dim=1)
+
+    images = (torch.arange(1000.0) / 1000).view(1000, 1, 1, 1).expand(1000, 1, 2, 2)
+    graphs = [Exportable(name="encoder", module=Codes(), example_inputs=(images[:2],),
+                         input_names=["image"], output_names=["z"], dynamic_axes={})]  # fmt: skip
+    [[low0, high0], [low1, high1]] = stage.latent_range(graphs, images)
+    assert (low0, high0) == pytest.approx((9.99, 989.01), abs=0.01)
+    assert (low1, high1) == pytest.approx((-1978.02, -19.98), abs=0.02)
+    assert stage.latent_range(graphs[1:], images) is None  # no encoder: a prior, not a range

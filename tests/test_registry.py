@@ -24,6 +24,7 @@ from genmodels.registry import check_gate, example_inputs, register_instance
 from genmodels.serving import ModelStore
 from helpers import REPO
 from server_helpers import free_port, stop, wait_until_up
+from tiny_graphs import export_rgb_models
 
 GATE = {"psnr": {"min": 15.0}, "pca.mse": {"max": 0.05}}
 BOUNDS = {k: Bound(**v) for k, v in GATE.items()}
@@ -81,6 +82,31 @@ def test_input_examples_follow_each_graphs_contract(tiny_exported):
     assert upscaler["image"].min() >= 0 and upscaler["image"].max() <= 1
     conditional = example_inputs(tiny_exported / "cgan/generator.onnx", batch=4)
     assert conditional["label"].dtype == np.int64 and conditional["z"].shape[0] == 4
+
+
+def test_rgb_graphs_register_with_their_channels_and_size(store_dir):
+    """A photo upscaler's input example is RGB at the size it learned from over its scale; the
+    signature keeps the spatial axes open (-1), so MLflow accepts photos of any size."""
+    exported = export_rgb_models(store_dir / "exported")
+    assert example_inputs(exported / "photo_sr/generator.onnx")["image"].shape == (2, 3, 8, 8)
+    translator = example_inputs(exported / "photo2edges/generator_ab.onnx", batch=1)
+    assert translator["image"].shape == (1, 3, 32, 32)
+
+    experiment = tracking.open_registry("testdata")
+    train_run("photo_sr")
+    metrics = write_metrics(store_dir, "photo_sr", {"psnr": 19.0, "pca": {"mse": 0.02}})
+    [record] = register_instance(
+        "photo_sr", "srgan", exported, metrics, BOUNDS, "champion", experiment
+    )
+    assert (record["status"], record["alias"]) == ("registered", "champion")
+    import mlflow.models
+
+    uri = "models:/photo_sr-generator@champion"
+    [spec] = mlflow.models.get_model_info(uri).signature.inputs.inputs
+    assert (spec.name, spec.shape) == ("image", (-1, 3, -1, -1))
+    model = mlflow.models.Model.load(uri)
+    example = model.load_input_example(mlflow.artifacts.download_artifacts(uri))
+    assert np.asarray(example["image"]).shape == (2, 3, 8, 8)
 
 
 def test_champion_only_behind_the_gate_and_never_to_a_failing_version(

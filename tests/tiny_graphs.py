@@ -16,9 +16,11 @@ from genmodels.training.recipe import Exportable
 SIDE = 28
 CLASS_NAMES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
                "Sneaker", "Bag", "Ankle boot"]  # fmt: skip
+AE2_LATENT_RANGE = [[-4.0, 6.0], [0.5, 2.5]]  # ae2's codes: 1st and 99th percentile per axis
 # instance -> family, as params.yaml's models: would say
 FAMILIES = {
     "ae": "autoencoder",
+    "ae2": "autoencoder",
     "vae2": "vae",
     "gan": "gan",
     "cgan": "cgan",
@@ -150,6 +152,36 @@ def tiny_exportables() -> dict[str, list[Exportable]]:
                 _meta("autoencoder", "ae", "decoder", "decode", latent_dim=8),
             ),
         ],
+        # a 2-D code: the explorer spans where its codes of real images lie (recorded at export)
+        "ae2": [
+            _image_graph(
+                "encoder",
+                Encoder(2),
+                _meta(
+                    "autoencoder",
+                    "ae2",
+                    "encoder",
+                    "encode",
+                    latent_dim=2,
+                    class_names=json.dumps(CLASS_NAMES),
+                ),
+                outputs=("z",),
+            ),
+            _z_graph(
+                "decoder",
+                Decoder(2),
+                2,
+                _meta(
+                    "autoencoder",
+                    "ae2",
+                    "decoder",
+                    "decode",
+                    latent_dim=2,
+                    class_names=json.dumps(CLASS_NAMES),
+                    latent_range=json.dumps(AE2_LATENT_RANGE),
+                ),
+            ),
+        ],
         "vae2": [
             _image_graph(
                 "encoder",
@@ -215,8 +247,8 @@ def tiny_exportables() -> dict[str, list[Exportable]]:
                     "upscale",
                     scale=2,
                     image_channels=1,
-                    image_height=14,
-                    image_width=14,
+                    image_height=28,  # the HR images it learned from; its input is 14x14
+                    image_width=28,
                 ),  # fmt: skip
                 outputs=("high_res",),
                 spatial=True,

@@ -1,7 +1,7 @@
 """`make bench-docs`: renders the figures section of docs/benchmarks.md from the benchmark
 reports: reports/bench/train.json (`make bench`), repro.json (`make repro`), serve.json
-(`make bench-serve`), prepare.json (`make bench-prepare`), tiles.json (`make bench-tiles`) and
-reports/ablation/gan.json (`make ablation`).
+(`make bench-serve`; its `photos` section also in docs/deployment.md), prepare.json
+(`make bench-prepare`), demo.json (`make demo`) and reports/ablation/gan.json (`make ablation`).
 
 Only the part between the markers `<!-- bench:start -->` and `<!-- bench:end -->` is rewritten;
 the text around it (the method of each benchmark) is left as it is. Every number in that part
@@ -18,10 +18,12 @@ from pathlib import Path
 from typing import Any
 
 DOC = Path("docs/benchmarks.md")
+DEPLOYMENT = Path("docs/deployment.md")  # holds the photos section too, between its markers
 BENCH_DIR = Path("reports/bench")
 ABLATION = Path("reports/ablation/gan.json")
 START = "<!-- bench:start -->"
 END = "<!-- bench:end -->"
+PHOTOS_START, PHOTOS_END = "<!-- photos:start -->", "<!-- photos:end -->"
 # the ablation table: (column, key in metrics/eval/gan.json, decimals; None: as written)
 ABLATION_COLUMNS: list[tuple[str, str, int | None]] = [
     ("FID", "fid", 2), ("precision", "precision", 4), ("recall", "recall", 4),
@@ -238,21 +240,70 @@ def prepare_section(prepare: dict | None) -> str:
     return "\n".join(out)
 
 
-def tiles_section(tiles: dict | None) -> str:
-    out = ["### A large photo upscaled in tiles (`make bench-tiles`, `reports/bench/tiles.json`)",
-           ""]  # fmt: skip
-    if not tiles:
-        return "\n".join([*out, _missing("reports/bench/tiles.json", "make bench-tiles")])
-    width, height = tiles.get("input", ["-", "-"])
-    out_w, out_h = tiles.get("output", ["-", "-"])
-    bound = "within" if tiles.get("within_bound") else "above"
+def photos_section(serve: dict | None) -> str:
+    """The photo profile's upscaler: onnxruntime against eager at 128x128, a 2,000 x 2,000
+    photo in tiles, and HTTP /upscale under load (serve.json's `photos`)."""
+    out = ["### The photo upscaler (`make bench-serve`, `reports/bench/serve.json`: `photos`)", ""]
+    photos = (serve or {}).get("photos")
+    if not photos:
+        return "\n".join([*out, _missing("reports/bench/serve.json", "make bench-serve")])
+    if "error" in photos:
+        return "\n".join([*out, f"Not measured: {photos['error']}."])
+    latency, tiled, http = (
+        photos.get("latency", {}),
+        photos.get("tiled", {}),
+        photos.get("http", {}),
+    )
+    best = latency.get("best", {})
+
+    def at_best(runtime: str) -> str:
+        stats = best.get(runtime) or {}
+        return f"{cell(stats.get('p50_ms'), 1)} ms ({stats.get('setting', '-')})"
+
+    side = (latency.get("input") or [0, 0, "-", "-"])[2:]
     out.append(
-        f"`genmodels upscale` on a {width} x {height} photo ({tiles.get('scale')}x, "
-        f"{out_w} x {out_h} out), tiles of {tiles.get('tile_side')} pixels sharing "
-        f"{tiles.get('tile_overlap')}: {cell(tiles.get('seconds'), 1)} s, peak memory "
-        f"{cell(tiles.get('peak_rss_mb'), 0)} MB, {bound} the bound of "
-        f"{tiles.get('max_memory_mb')} MB (`infer.max_memory_mb`). "
-        f"Processor {tiles.get('cpu_model') or '-'}."
+        f"`{photos.get('graph')}` ({photos.get('scale')}x), batch 1 at {side[0]} x {side[1]}, "
+        f"p50 at each runtime's best thread setting: onnxruntime {at_best('onnxruntime')}, "
+        f"PyTorch eager as trained {at_best('pytorch_eager')}: "
+        f"{_times(latency.get('speedup_batch_1'))}; eager in the exported form (the same "
+        f"function rearranged for onnxruntime) {at_best('pytorch_eager_exported_form')}: "
+        f"{_times(latency.get('speedup_batch_1_exported_form'))}."
+    )
+    if "error" in tiled:
+        out += ["", f"Tiled upscale failed: {tiled['error']}"]
+    elif tiled:
+        width, height = tiled.get("input", ["-", "-"])
+        out_w, out_h = tiled.get("output", ["-", "-"])
+        bound = "within" if tiled.get("within_bound") else "above"
+        out += ["", f"`genmodels upscale` on a {width} x {height} photo ({out_w} x {out_h} out), "
+                f"tiles of {photos.get('tile_side')} pixels sharing {photos.get('tile_overlap')}: "
+                f"{cell(tiled.get('seconds'), 1)} s, peak memory "
+                f"{cell(tiled.get('peak_rss_mb'), 0)} MB, {bound} the bound of "
+                f"{tiled.get('max_memory_mb')} MB (`infer.max_memory_mb`)."]  # fmt: skip
+    if http:
+        image = http.get("image") or ["-", "-"]
+        out += ["", f"HTTP `{http.get('endpoint')}` of a {image[0]} x {image[1]} photo under "
+                f"{cell(http.get('clients'))} clients: p50 {cell(http.get('p50_ms'), 1)} ms, "
+                f"p99 {cell(http.get('p99_ms'), 1)} ms, {cell(http.get('throughput_rps'), 1)} "
+                f"requests/s, {cell(http.get('errors'))} errors."]  # fmt: skip
+    machine = (serve or {}).get("machine") or {}
+    out += ["", f"Processor {machine.get('cpu_model') or '-'}, {cell(machine.get('cpus'))} CPUs, "
+            f"{cell(machine.get('workers'))} server workers."]  # fmt: skip
+    return "\n".join(out)
+
+
+def demo_section(demo: dict | None) -> str:
+    out = ["### The demo profile (`make demo`, `reports/bench/demo.json`)", ""]
+    if not demo:
+        return "\n".join([*out, _missing("reports/bench/demo.json", "make demo")])
+    minutes = (demo.get("seconds") or 0) / 60
+    met = "within" if minutes <= 5 else "over"
+    out.append(
+        f"`dvc repro` of {', '.join(f'`{s}`' for s in demo.get('stages', []))} in "
+        f"`{demo.get('profile')}` ({cell(demo.get('stages_to_run'))} stages out of date at the "
+        f"start): {cell(demo.get('seconds'), 1)} s "
+        f"({cell(minutes, 1)} min, {met} the 5-minute target). Processor "
+        f"{demo.get('cpu_model') or '-'}, {cell(demo.get('cpus'))} CPUs."
     )
     return "\n".join(out)
 
@@ -280,8 +331,9 @@ def figures(bench_dir: Path = BENCH_DIR, ablation: Path = ABLATION) -> str:
         training_section(train),
         repro_section(repro),
         serve_section(_load(bench_dir / "serve.json")),
+        photos_section(_load(bench_dir / "serve.json")),
         prepare_section(_load(bench_dir / "prepare.json")),
-        tiles_section(_load(bench_dir / "tiles.json")),
+        demo_section(_load(bench_dir / "demo.json")),
         ablation_section(_load(ablation)),
     ])  # fmt: skip
 
@@ -304,24 +356,46 @@ def render(doc: Path = DOC, bench_dir: Path = BENCH_DIR, ablation: Path = ABLATI
     return text
 
 
-def update_docs(doc: Path = DOC) -> bool:
-    """render(), for the benchmark tools: a page that cannot be rendered is reported, never
-    fatal (the report the tool has written stays)."""
+def deployment_block(bench_dir: Path = BENCH_DIR) -> str:
+    """The photo upscaler's figures without their heading: the deployment page has its own."""
+    return photos_section(_load(bench_dir / "serve.json")).split("\n", 2)[2]
+
+
+def render_deployment(doc: Path = DEPLOYMENT, bench_dir: Path = BENCH_DIR) -> str:
+    """Rewrites the photo upscaler's figures in the deployment page; returns the page."""
+    old = doc.read_text()
+    text = splice(old, deployment_block(bench_dir), PHOTOS_START, PHOTOS_END)
+    if text != old:
+        doc.write_text(text)
+    return text
+
+
+def update_docs(doc: Path = DOC, deployment: Path = DEPLOYMENT) -> bool:
+    """render() and render_deployment(), for the benchmark tools: a page that cannot be
+    rendered is reported, never fatal (the report the tool has written stays)."""
     try:
         render(doc)
+        render_deployment(deployment)
     except (OSError, ValueError) as exc:
-        print(f"warning: {doc} not rendered: {exc}", file=sys.stderr)
+        print(f"warning: {doc} or {deployment} not rendered: {exc}", file=sys.stderr)
         return False
-    print(f"rendered {doc}")
+    print(f"rendered {doc} and {deployment}")
     return True
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--doc", type=Path, default=DOC, help="the page (docs/benchmarks.md)")
+    parser.add_argument(
+        "--deployment",
+        type=Path,
+        default=DEPLOYMENT,
+        help="the page with the photo upscaler's figures (docs/deployment.md)",
+    )
     args = parser.parse_args()
     render(args.doc)
-    print(f"rendered {args.doc}")
+    render_deployment(args.deployment)
+    print(f"rendered {args.doc} and {args.deployment}")
     return 0
 
 

@@ -21,7 +21,7 @@ import onnxruntime as ort
 import torch
 from torch import Tensor, nn
 
-from genmodels.io import atomic_path
+from genmodels.atomic import atomic_path
 from genmodels.nn.blocks import DecomposedPReLU
 from genmodels.training.recipe import Exportable
 

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from genmodels.io import atomic_path
+from genmodels.atomic import atomic_path
 
 
 def _pyplot() -> Any:

@@ -81,19 +81,30 @@ def check_gate(
 def example_inputs(path: str | Path, batch: int = 2, seed: int = 0) -> dict[str, np.ndarray]:
     """A small valid input of an ONNX graph, for MLflow's input example.
 
-    Symbolic axes get `batch` (axis 0) or the training size (spatial: 28, or 28 / scale for an
-    upscaler, which was trained on 7x7 inputs at scale 4); float 4-D inputs are images in
-    [0, 1], other floats N(0, 1), integers labels below the graph's num_classes.
+    Symbolic axes get `batch` (axis 0), the image channels and the size the graph learned from
+    (metadata image_channels, image_height and image_width; an upscaler's input is that size
+    over its scale; 28x28 grayscale where not recorded); float 4-D inputs are images in [0, 1],
+    other floats N(0, 1), integers labels below the graph's num_classes.
     """
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     meta = session.get_modelmeta().custom_metadata_map
-    classes = int(meta.get("num_classes", "10") or 10)
-    side = 28 // int(meta.get("scale", "1") or 1) if meta.get("task") == "upscale" else 28
+
+    def number(key: str, default: int) -> int:
+        value = meta.get(key, "")
+        return int(value) if value.isdigit() and int(value) > 0 else default
+
+    classes = number("num_classes", 10)
+    scale = number("scale", 1) if meta.get("task") == "upscale" else 1
+    image_axes = (
+        number("image_channels", 1),
+        max(1, number("image_height", 28) // scale),
+        max(1, number("image_width", 28) // scale),
+    )
     rng = np.random.default_rng(seed)
     feed = {}
     for node in session.get_inputs():
         shape = [
-            d if isinstance(d, int) else (batch if i == 0 else side)
+            d if isinstance(d, int) else (batch if i == 0 else image_axes[min(i, 3) - 1])
             for i, d in enumerate(node.shape)
         ]
         if node.type == "tensor(int64)":

@@ -5,7 +5,13 @@ from __future__ import annotations
 import pytest
 import torch
 
-from genmodels.nn.srresnet import DeployedSRResNet, SRResNet, subpixel_conv
+from genmodels.nn.srresnet import (
+    BicubicAsConv,
+    DeployedSRResNet,
+    SRResNet,
+    bicubic,
+    subpixel_conv,
+)
 
 
 @pytest.mark.parametrize(
@@ -57,3 +63,13 @@ def test_deployed_srresnet_is_the_trained_function(scale):
         x = torch.rand(3, 1, *size)
         with torch.no_grad():
             torch.testing.assert_close(deployed(x), generator.upscale(x), atol=1e-6, rtol=1e-5)
+
+
+@pytest.mark.parametrize("scale", [2, 4])
+def test_bicubic_as_a_convolution_is_pytorchs_bicubic(scale):
+    """The edges too (replicate padding is PyTorch's index clamping), down to one pixel."""
+    for size in [(1, 1), (2, 3), (7, 7), (16, 9)]:
+        x = torch.rand(2, 3, *size)
+        torch.testing.assert_close(
+            BicubicAsConv(3, scale)(x), bicubic(x, scale), atol=2e-6, rtol=1e-5
+        )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+import re
 
 import numpy as np
 import onnxruntime as ort
@@ -13,6 +14,7 @@ from PIL import Image
 
 from genmodels.config import ServeParams
 from genmodels.serving import ModelStore, create_app
+from tiny_graphs import AE2_LATENT_RANGE, CLASS_NAMES
 
 LIMITS = ServeParams(max_n=64, max_body_bytes=200_000, max_image_side=256, max_upscale_side=32)
 
@@ -49,13 +51,32 @@ def test_health_and_models_list_every_graph(client, families):
     assert models["srgan"]["scale"] == 2 and models["srgan"]["endpoints"] == ["upscale"]
     # the data each learned from: its images' channels and size, its class names
     assert models["cgan"]["class_names"][7] == "Sneaker"
-    assert (models["srgan"]["channels"], models["srgan"]["size"]) == (1, [14, 14])
+    assert models["ae2"]["class_names"] == CLASS_NAMES  # a model that is not conditional too
+    assert "class_names" not in models["ae"]  # none recorded
+    # an autoencoder's 2-D plane: where its codes lie; a VAE's is its prior (none recorded)
+    assert models["ae2"]["latent_range"] == AE2_LATENT_RANGE
+    assert "latent_range" not in models["vae2"]
+    assert (models["srgan"]["channels"], models["srgan"]["size"]) == (1, [28, 28])
     assert (models["ae"]["channels"], models["ae"]["size"]) == (1, [28, 28])  # none recorded
     assert models["evaluator"]["endpoints"] == []
     decoder = models["ae"]["graphs"]["decoder"]
     assert decoder["inputs"] == [{"name": "z", "shape": ["batch", 8], "type": "tensor(float)"}]
     assert decoder["outputs"][0]["name"] == "image"
     assert decoder["version"].startswith("sha256:")
+
+
+def test_api_docs_are_served_offline(client):
+    """FastAPI's /docs and /redoc, with their scripts and styles from this service."""
+    for page in ("/docs", "/redoc"):
+        html = client.get(page).text
+        sources = re.findall(r'(?:src|href)="([^"]+)"', html) + re.findall(r"url: '([^']+)'", html)
+        assert sources and all(u.startswith("/") for u in sources), (page, sources)
+        assert any(u.startswith("/docs-assets/") and u.endswith(".js") for u in sources)
+        for url in sources:
+            if url.startswith("/docs-assets/"):
+                asset = client.get(url)
+                assert asset.status_code == 200 and len(asset.content) > 1000, url
+    assert "/generate/{name}" in client.get("/openapi.json").json()["paths"]
 
 
 def test_generate_matches_onnxruntime_for_the_seeded_z(client, tiny_exported):

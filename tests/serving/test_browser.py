@@ -96,14 +96,18 @@ def test_page_generates_explores_and_reconstructs(served, browser):
     # the cGAN shows a class picker
     Select(browser.find_element(By.ID, "generate-model")).select_by_value("cgan")
     assert browser.find_element(By.ID, "class-picker").is_displayed()
-    Select(browser.find_element(By.ID, "generate-class")).select_by_value("3")
+    classes = Select(browser.find_element(By.ID, "generate-class"))
+    assert [o.text for o in classes.options][1:4] == ["T-shirt/top", "Trouser", "Pullover"]
+    classes.select_by_value("3")
     browser.find_element(By.ID, "generate-btn").click()
     wait.until(lambda d: "cgan" in d.find_element(By.ID, "generate-info").text)
 
     # the 2-D explorer: the image is decoded at start, then again after each move
     assert browser.find_element(By.ID, "explorer-section").is_displayed()
+    Select(browser.find_element(By.ID, "explorer-model")).select_by_value("vae2")  # the prior
     img = browser.find_element(By.ID, "latent-img")
-    wait.until(lambda d: int(img.get_attribute("data-updates")) >= 1)
+    wait.until(lambda d: int(img.get_attribute("data-updates")) >= 2)
+    wait.until(lambda d: d.execute_script("return document.getElementById('latent-img').complete"))
     before = np.asarray(shown_png(browser, "latent-img"), dtype=np.int16)
     updates = int(img.get_attribute("data-updates"))
     canvas = browser.find_element(By.ID, "latent-canvas")
@@ -131,6 +135,50 @@ def test_page_generates_explores_and_reconstructs(served, browser):
     wait.until(loaded("image-output"))
     assert shown_png(browser, "image-output").size == (28, 28)
     assert browser.find_element(By.ID, "error").get_attribute("hidden") is not None
+
+
+def shown_width(driver, element_id: str) -> float:
+    return driver.execute_script(
+        "return document.getElementById(arguments[0]).getBoundingClientRect().width", element_id
+    )
+
+
+def test_autoencoder_plane_upscaled_sample_and_offline_api_docs(served, browser):
+    wait = WebDriverWait(browser, 20)
+    browser.get(served + "/")
+    wait.until(lambda d: d.execute_script("return document.body.dataset.ready === '1'"))
+
+    # the autoencoder's plane spans its codes' range, recorded at export; it starts centred
+    explorer = Select(browser.find_element(By.ID, "explorer-model"))
+    assert {o.get_attribute("value") for o in explorer.options} == {"ae2", "vae2"}
+    explorer.select_by_value("ae2")
+    img = browser.find_element(By.ID, "latent-img")
+    wait.until(lambda d: img.get_attribute("data-z") == "1.00,1.50")
+    assert browser.find_element(By.ID, "latent-range").text == "[-4.00, 6.00] \u00d7 [0.50, 2.50]"
+    canvas = browser.find_element(By.ID, "latent-canvas")
+    ActionChains(browser).move_to_element_with_offset(canvas, 0, 0).click_and_hold().move_by_offset(
+        110, 110
+    ).release().perform()  # to the bottom-right corner
+    wait.until(lambda d: img.get_attribute("data-z") != "1.00,1.50")
+    x, y = (float(v) for v in img.get_attribute("data-z").split(","))
+    assert 5.0 < x <= 6.0 and 0.5 <= y < 0.8
+
+    # a generated sample (28x28) is brought down to the 2x upscaler's input, 14x14, and its
+    # output (28x28) is shown larger than that input
+    Select(browser.find_element(By.ID, "image-model")).select_by_value("srgan")
+    browser.find_element(By.ID, "image-sample").click()
+    wait.until(loaded("image-input"))
+    browser.find_element(By.ID, "image-run").click()
+    wait.until(loaded("image-output"))
+    assert shown_png(browser, "image-input").size == (14, 14)
+    assert shown_png(browser, "image-output").size == (28, 28)
+    assert "brought down to 14 x 14" in browser.find_element(By.ID, "image-info").text
+    wait.until(lambda d: shown_width(d, "image-output") > 1.5 * shown_width(d, "image-input"))
+
+    # FastAPI's API docs render with no network beyond this service
+    browser.get(served + "/docs")
+    wait.until(lambda d: d.execute_script("return document.querySelectorAll('.opblock').length"))
+    assert "/generate/{name}" in browser.find_element(By.ID, "swagger-ui").text
 
 
 def test_page_upscales_and_translates_a_colour_photo(served_rgb, browser, tmp_path):

@@ -243,3 +243,12 @@ def test_translate_tiles_a_fully_convolutional_graph_at_any_size(tmp_path, capsy
     assert code == 0, err
     upscaled = Image.open(Path("u") / "gray.png")
     assert upscaled.size == (40, 48) and upscaled.mode == "RGB"
+    # with --no-convert it is refused by name, and a colour file beside it still runs
+    colour = write(tmp_path / "colour.png", (20, 24))
+    code, err = run_cli(capsys, "upscale", "photo_sr", str(gray), str(colour), "--out", "n",
+                        "--exported-dir", str(exported), "--no-convert")  # fmt: skip
+    assert code == 1
+    [error] = [line for line in err.splitlines() if line.startswith("error:")]
+    assert f"{gray}: grayscale, but the model takes RGB images" in error
+    assert "leave out --no-convert" in error
+    assert sorted(p.name for p in Path("n").iterdir()) == ["colour.png"]

@@ -216,17 +216,65 @@ def test_the_committed_page_is_rendered_from_the_committed_reports():
         REPO / "reports" / "bench", REPO / "reports" / "ablation" / "gan.json"
     )
     assert bench_docs.splice(text, block) == text, "run `make bench-docs`"
+    deployment = (REPO / "docs" / "deployment.md").read_text()
+    block = bench_docs.deployment_block(REPO / "reports" / "bench")
+    spliced = bench_docs.splice(deployment, block, bench_docs.PHOTOS_START, bench_docs.PHOTOS_END)
+    assert spliced == deployment, "run `make bench-docs`"
 
 
-def test_the_tiled_upscale_is_rendered_from_its_report_or_named_when_missing(tmp_path):
-    tiles = {"input": [2000, 2000], "output": [8000, 8000], "scale": 4, "tile_side": 192,
-             "tile_overlap": 48, "seconds": 81.27, "peak_rss_mb": 734.4, "max_memory_mb": 2048,
-             "within_bound": True, "cpu_model": "Test CPU"}  # fmt: skip
-    line = bench_docs.tiles_section(tiles).splitlines()[-1]
-    assert line.startswith("`genmodels upscale` on a 2000 x 2000 photo (4x, 8000 x 8000 out)")
-    assert "81.3 s, peak memory 734 MB, within the bound of 2048 MB" in line
-    over = bench_docs.tiles_section({**tiles, "within_bound": False})
-    assert "above the bound of 2048 MB" in over
-    assert "No `reports/bench/tiles.json` yet: run `make bench-tiles`." in (
-        bench_docs.tiles_section(None)
+def test_the_photo_upscaler_is_rendered_from_serve_json_or_named_when_missing(tmp_path):
+    best = {
+        "onnxruntime": {"p50_ms": 76.21, "setting": "all_cores"},
+        "pytorch_eager": {"p50_ms": 153.0, "setting": "all_cores"},
+        "pytorch_eager_exported_form": {"p50_ms": 108.4, "setting": "all_cores"},
+    }
+    photos = {
+        "graph": "profiles/photos/exported/srgan/generator.onnx",
+        "scale": 4,
+        "tile_side": 192,
+        "tile_overlap": 48,
+        "latency": {
+            "input": [1, 3, 128, 128],
+            "best": best,
+            "speedup_batch_1": 2.01,
+            "speedup_batch_1_exported_form": 1.42,
+        },
+        "tiled": {
+            "input": [2000, 2000],
+            "output": [8000, 8000],
+            "seconds": 81.27,
+            "peak_rss_mb": 734.4,
+            "max_memory_mb": 2048,
+            "within_bound": True,
+        },
+        "http": {
+            "endpoint": "/upscale/srgan",
+            "image": [128, 128],
+            "clients": 8,
+            "p50_ms": 301.2,
+            "p99_ms": 612.9,
+            "throughput_rps": 12.3,
+            "errors": 0,
+        },
+    }
+    serve = {"photos": photos, "machine": {"cpu_model": "Test CPU", "cpus": 2, "workers": 2}}
+    text = bench_docs.photos_section(serve)
+    assert "onnxruntime 76.2 ms (all_cores), PyTorch eager as trained 153.0 ms" in text
+    assert ": 2.01x;" in text and ": 1.42x." in text
+    assert "81.3 s, peak memory 734 MB, within the bound of 2048 MB" in text
+    assert "under 8 clients: p50 301.2 ms, p99 612.9 ms, 12.3 requests/s, 0 errors" in text
+    over = {**photos, "tiled": {**photos["tiled"], "within_bound": False}}
+    assert "above the bound of 2048 MB" in bench_docs.photos_section({"photos": over})
+    missing = "run `make repro-photos` first"
+    assert missing in bench_docs.photos_section({"photos": {"error": f"x: {missing}"}})
+    assert "No `reports/bench/serve.json` yet: run `make bench-serve`." in (
+        bench_docs.photos_section(None)
     )
+
+    page = tmp_path / "deployment.md"
+    page.write_text(f"# Deployment\n\n{bench_docs.PHOTOS_START}\nold\n{bench_docs.PHOTOS_END}\n")
+    bench = tmp_path / "bench"
+    bench.mkdir()
+    (bench / "serve.json").write_text(json.dumps(serve))
+    rendered = bench_docs.render_deployment(page, bench)
+    assert "old" not in rendered and "p99 612.9 ms" in rendered and "###" not in rendered

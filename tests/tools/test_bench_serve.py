@@ -99,3 +99,43 @@ def test_thresholds_must_be_positive():
     for bad in ({"min_speedup_batch_1": 0}, {"max_http_p99_ms": -1.0}):
         with pytest.raises(ValidationError):
             BenchParams(**bad)
+
+
+def test_the_photo_upscaler_is_timed_against_both_eager_forms(tmp_path):
+    from tiny_graphs import Upscaler
+
+    module = Upscaler(2, channels=3).eval()
+    path = tmp_path / "generator.onnx"
+    torch.onnx.export(module, (torch.rand(1, 3, 8, 8),), path, input_names=["image"],
+                      output_names=["high_res"],
+                      dynamic_axes={"image": {0: "batch", 2: "height", 3: "width"}},
+                      dynamo=False)  # fmt: skip
+    modules = {"pytorch_eager": module, "pytorch_eager_exported_form": module}
+    settings = bench_serve.thread_settings(1, 2)
+    threads = torch.get_num_threads()
+    try:
+        result = bench_serve.photo_latency(path, modules, settings, budget_s=0.01)
+    finally:
+        torch.set_num_threads(threads)
+    assert result["input"] == [1, 3, 128, 128]
+    for runtime in ("onnxruntime", *modules):
+        p50s = {name: result[name][runtime]["p50_ms"] for name in settings}
+        assert result["best"][runtime]["p50_ms"] == min(p50s.values())
+    ort_p50 = result["best"]["onnxruntime"]["p50_ms"]
+    assert result["speedup_batch_1"] == round(
+        result["best"]["pytorch_eager"]["p50_ms"] / ort_p50, 2
+    )
+
+
+def test_photo_targets_name_their_thresholds():
+    section = {"graph": "g.onnx", "latency": {"speedup_batch_1": 1.6},
+               "tiled": {"max_memory_mb": 2048, "within_bound": False}}  # fmt: skip
+    assert bench_serve.photo_targets(section, BenchParams()) == {
+        "upscaler_onnxruntime_1.5x_faster_at_batch_1": {"g.onnx": True},
+        "tiled_upscale_within_2048_mb": {"g.onnx": False},
+    }
+    strict = BenchParams(min_upscaler_speedup_batch_1=2.0)
+    assert bench_serve.photo_targets(section, strict)[
+        "upscaler_onnxruntime_2x_faster_at_batch_1"
+    ] == {"g.onnx": False}
+    assert bench_serve.photo_targets({"error": "missing"}, BenchParams()) == {}

@@ -83,6 +83,38 @@ class SRResNet(nn.Module):
         return self(low_res).clamp(0.0, 1.0)
 
 
+def _cubic(distance: float, a: float = -0.75) -> float:
+    """Keys' cubic convolution kernel with PyTorch's a = -0.75."""
+    d = abs(distance)
+    if d <= 1:
+        return ((a + 2) * d - (a + 3)) * d * d + 1
+    return ((a * d - 5 * a) * d + 8 * a) * d - 4 * a if d < 2 else 0.0
+
+
+class BicubicAsConv(nn.Module):
+    """bicubic(x, r) as PixelShuffle(r)(grouped 5x5 conv of x padded by replicating its edge):
+    each of the r*r output phases reads the same 4x4 input taps with fixed weights, and
+    PyTorch's bicubic clamps its indices at the border as replicate padding does. The same
+    numbers up to float rounding; onnxruntime runs it several times faster than its cubic
+    Resize (which took a quarter of the photo upscaler's time at 128x128)."""
+
+    def __init__(self, channels: int, scale: int):
+        super().__init__()
+        taps = torch.zeros(scale, 5)  # output phase -> weights of input offsets -2..2
+        for phase in range(scale):
+            source = (phase + 0.5) / scale - 0.5  # half-pixel centres, relative to the pixel
+            first = math.floor(source) - 1
+            for i in range(4):
+                taps[phase, first + i + 2] = _cubic(source - (first + i))
+        weight = torch.einsum("ai,bj->abij", taps, taps).reshape(scale * scale, 1, 5, 5)
+        self.register_buffer("weight", weight.repeat(channels, 1, 1, 1))
+        self.channels, self.scale = channels, scale
+
+    def forward(self, x: Tensor) -> Tensor:
+        padded = F.pad(x, (2, 2, 2, 2), mode="replicate")
+        return F.pixel_shuffle(F.conv2d(padded, self.weight, groups=self.channels), self.scale)
+
+
 def subpixel_conv(conv: nn.Conv2d, r: int) -> nn.Conv2d:
     """conv(PixelShuffle(r)(v)) as PixelShuffle(r)(subpixel_conv(conv, r)(v)): the same
     convolution computed on the low-resolution side, r*r output channels per original one (the
@@ -116,7 +148,8 @@ class DeployedSRResNet(nn.Module):
     """An SRResNet's exported form: the same function with its last PixelShuffle moved to the
     end. PReLU commutes with it (the slopes repeated per sub-pixel) and the full-resolution conv
     becomes a sub-pixel conv, so no conv runs at full resolution; onnxruntime's blocked
-    convolutions would otherwise pad that conv's one output channel to a whole block."""
+    convolutions would otherwise pad that conv's one output channel to a whole block. The
+    bicubic base is computed as a convolution (BicubicAsConv)."""
 
     def __init__(self, generator: SRResNet):
         super().__init__()
@@ -130,12 +163,13 @@ class DeployedSRResNet(nn.Module):
         self.conv = subpixel_conv(conv, r)
         self.shuffle = nn.PixelShuffle(r)
         self.scale = generator.scale
+        self.bicubic = BicubicAsConv(generator.head[0].in_channels, generator.scale)
 
     def forward(self, low_res: Tensor) -> Tensor:
         head = self.head(low_res * 2.0 - 1.0)
         coarse = self.prelu(self.upsampling(head + self.body(head)))
         residual = self.shuffle(self.conv(coarse))
-        return (bicubic(low_res, self.scale) + residual).clamp(0.0, 1.0)
+        return (self.bicubic(low_res) + residual).clamp(0.0, 1.0)
 
 
 class SRDiscriminator(nn.Module):

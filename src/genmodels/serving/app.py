@@ -18,6 +18,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
+from fastapi_offline import FastAPIOffline
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
@@ -245,11 +246,14 @@ class _Revalidated(StaticFiles):
 def create_app(store: ModelStore, settings: ServeParams | None = None) -> FastAPI:
     settings = settings or ServeParams()
     # the OpenAPI pages load their scripts from a CDN: off, as the service runs offline
-    app = FastAPI(
+    # FastAPI's /docs and /redoc pages load their scripts from a CDN; these serve them from
+    # the installed package, so the API docs work offline
+    app = FastAPIOffline(
         title="genmodels",
         description="Generative models of the lecture, served from ONNX by onnxruntime.",
-        docs_url=None,
-        redoc_url=None,
+        docs_url="/docs",
+        redoc_url="/redoc",
+        static_url="/docs-assets",
     )
     app.state.store = store
     app.state.settings = settings

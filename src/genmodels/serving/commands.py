@@ -89,15 +89,13 @@ def _graph(model: ServedModel, endpoint: str, pick: Callable[[ServedModel], Any]
 # ---------------------------------------------------------------- running over files
 
 
-def _run_files(
-    jobs: list[Job], out: Path, make: Callable[[Job, tqdm], np.ndarray], what: str
-) -> int:
+def _run_files(jobs: list[Job], out: Path, make: Callable[[Job], np.ndarray], what: str) -> int:
     """make(job) -> uint8 [H, W, C] for each job, written to out/job.output; the failures."""
     failed = 0
     with tqdm(total=len(jobs), unit="image", desc=what, dynamic_ncols=True) as bar:
         for job in jobs:
             try:
-                write_png(make(job, bar), out / job.output)
+                write_png(make(job), out / job.output)
             except FileFailure as exc:
                 failed += 1
                 bar.write(f"error: {exc}", file=sys.stderr)
@@ -182,9 +180,10 @@ def _image_to_image(args: argparse.Namespace, endpoint: str, pick, scale_of, wha
     scale = scale_of(graph)
     channels, fixed = _image_size(graph)
     apply = _spatial(graph, infer, scale)
+    convert = not args.no_convert
 
-    def make(job: Job, bar: tqdm) -> np.ndarray:
-        return apply(read_image(job.source, channels, fixed), job.source)
+    def make(job: Job) -> np.ndarray:
+        return apply(read_image(job.source, channels, fixed, convert), job.source)
 
     return _run_files(jobs, out, make, f"{what} {model.name}")
 
@@ -211,8 +210,8 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
     encoder, decoder = _graph(model, "reconstruct", both)
     channels, fixed = _image_size(encoder)
 
-    def make(job: Job, bar: tqdm) -> np.ndarray:
-        image = read_image(job.source, channels, fixed)
+    def make(job: Job) -> np.ndarray:
+        image = read_image(job.source, channels, fixed, not args.no_convert)
         codes = encoder.run({"image": image[None]})
         z = codes.get("mean", codes.get("z", next(iter(codes.values()))))
         decoded = decoder.run({"z": z.astype(np.float32)})[decoder.image_output]
@@ -267,7 +266,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     index_of = {job.output: i for i, job in enumerate(jobs)}
     images: dict[int, np.ndarray] = {}
 
-    def make(job: Job, bar: tqdm) -> np.ndarray:
+    def make(job: Job) -> np.ndarray:
         index = index_of[job.output]
         if index not in images:  # one batch at a time
             stop = min(index + GENERATE_BATCH, args.n)
@@ -327,6 +326,10 @@ def add_commands(commands: Any) -> None:
             parser.add_argument("--seed", type=int, default=0, help="the latent draw's seed (0)")
             parser.add_argument("--labels", help="conditional models: classes, numbers or names, "
                                 "comma-separated, repeated over --n")  # fmt: skip
+        else:
+            parser.add_argument("--no-convert", action="store_true",
+                                help="refuse a grayscale file for an RGB model (and colour for "
+                                "a grayscale one) instead of converting it")  # fmt: skip
         if name == "translate":
             parser.add_argument("--direction", choices=("ab", "ba"), default="ab",
                                 help="a -> b (ab, the default) or b -> a")  # fmt: skip

@@ -13,8 +13,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
+from genmodels.atomic import atomic_path
 from genmodels.data.pictures import SUFFIX_LIST, find_images, fit
 from genmodels.errors import UserError
+from genmodels.serving.images import is_grayscale
 
 
 @dataclass(frozen=True)
@@ -69,11 +71,21 @@ class FileFailure(Exception):
     """One input that cannot be used; the run goes on with the others."""
 
 
-def read_image(path: Path, channels: int, size: tuple[int, int] | None = None) -> np.ndarray:
-    """A file as float32 [C, H, W] in [0, 1]: grayscale or RGB as the model needs, fitted to
-    `size` (height, width: shorter side scaled, centre crop) when the model's size is fixed."""
+def read_image(
+    path: Path, channels: int, size: tuple[int, int] | None = None, convert: bool = True
+) -> np.ndarray:
+    """A file as float32 [C, H, W] in [0, 1]: grayscale or RGB as the model needs (with
+    convert off, a file of the other kind is refused), fitted to `size` (height, width: shorter
+    side scaled, centre crop) when the model's size is fixed."""
     try:
         with Image.open(path) as opened:
+            gray = is_grayscale(opened)
+            if not convert and gray != (channels == 1):
+                have, need = ("grayscale", "RGB") if gray else ("colour", "grayscale")
+                raise FileFailure(
+                    f"{path}: {have}, but the model takes {need} images; convert the file or "
+                    "leave out --no-convert"
+                )
             image = fit(opened, channels, None)
     except OSError as exc:  # unreadable, not an image, truncated
         reason = " ".join(str(exc).split()) or type(exc).__name__
@@ -109,14 +121,6 @@ def check_output_folder(folder: Path) -> None:
 def write_png(pixels: np.ndarray, path: Path) -> None:
     """uint8 [H, W, C] as a PNG (grayscale for one channel), via a temporary file: an
     interrupted run never leaves a partial image."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     image = Image.fromarray(pixels[:, :, 0] if pixels.shape[2] == 1 else pixels)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         image.save(tmp, format="PNG")
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)

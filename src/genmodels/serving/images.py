@@ -65,7 +65,7 @@ def decode_base64_image(
         raise ImageError(f"image: cannot be decoded as PNG or JPEG ({exc})") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise ImageError("image: too many pixels", status=413) from None
-    gray = img.mode in GRAY_MODES or (img.mode == "P" and _palette_is_gray(img))
+    gray = is_grayscale(img)
     if not convert and gray != (channels == 1):
         have, need, article = ("grayscale", "RGB", "an") if gray else ("colour", "grayscale", "a")
         raise ImageError(
@@ -79,6 +79,11 @@ def decode_base64_image(
         img = Image.alpha_composite(black, rgba)
     pixels = np.asarray(img.convert("L" if channels == 1 else "RGB"), dtype=np.float32) / 255.0
     return pixels[None] if pixels.ndim == 2 else pixels.transpose(2, 0, 1).copy()
+
+
+def is_grayscale(img: Image.Image) -> bool:
+    """One channel of values (alpha aside), or a palette of greys only."""
+    return img.mode in GRAY_MODES or (img.mode == "P" and _palette_is_gray(img))
 
 
 def _palette_is_gray(img: Image.Image) -> bool:

@@ -90,6 +90,16 @@ class Graph:
         return [str(n) for n in names] if isinstance(names, list) else []
 
     @property
+    def latent_range(self) -> list[list[float]]:
+        """Per latent axis, the [low, high] its codes of real images span (metadata
+        latent_range, a JSON list; recorded for a decoder whose codes follow no prior)."""
+        try:
+            ranges = json.loads(self.metadata.get("latent_range", "[]"))
+            return [[float(low), float(high)] for low, high in ranges]
+        except (ValueError, TypeError):
+            return []
+
+    @property
     def trained_size(self) -> tuple[int, int]:
         """The (height, width) of the images it learned from (metadata image_height and
         image_width; 28x28 for graphs exported before they were recorded)."""
@@ -205,8 +215,11 @@ class ServedModel:
         conditional = self.graph_for("generate")
         if conditional is not None and conditional.input("label") is not None:
             info["num_classes"] = conditional.meta_int("num_classes")
-            if conditional.class_names:
-                info["class_names"] = conditional.class_names
+        names = next((g.class_names for g in self.graphs.values() if g.ok and g.class_names), [])
+        if names:  # the classes of the data it learned from, in label order
+            info["class_names"] = names
+        if source is not None and source.latent_range:
+            info["latent_range"] = source.latent_range
         upscaler = self.graph_for("upscale")
         if upscaler is not None:
             info["scale"] = upscaler.meta_int("scale")

@@ -2,10 +2,11 @@
 "use strict";
 
 const $ = (id) => document.getElementById(id);
-const RANGE = 3; // the latent explorer spans [-RANGE, RANGE] on each axis
+const PRIOR_RANGE = 3; // a VAE's explorer spans [-3, 3] on each axis of its N(0, I) prior
 let models = [];
 let limits = { max_n: 64 };
 let inputImage = null; // data URL of the image to reconstruct, translate or upscale
+let inputIsSample = false; // a generated sample (brought to an upscaler's input size first)
 
 function showError(message) {
   const box = $("error");
@@ -59,6 +60,8 @@ function fillSelect(select, items, label) {
 }
 
 const byName = (name) => models.find((m) => m.name === name);
+// the data's own class name (Fashion-MNIST's, a folder's subfolder) where /models gives it
+const className = (model, c) => (model.class_names && model.class_names[c]) || `class ${c}`;
 const can = (endpoint) => models.filter((m) => m.endpoints.includes(endpoint));
 
 // ------------------------------------------------------------------ health
@@ -96,7 +99,10 @@ function onGenerateModel() {
   if (model && model.num_classes) {
     select.innerHTML = '<option value="">all classes</option>';
     for (let c = 0; c < model.num_classes; c++) {
-      select.insertAdjacentHTML("beforeend", `<option value="${c}">class ${c}</option>`);
+      const option = document.createElement("option");
+      option.value = String(c);
+      option.textContent = className(model, c);
+      select.appendChild(option);
     }
   }
 }
@@ -129,26 +135,51 @@ async function generate() {
 
 const explorer = { z: [0, 0], busy: false, pending: false, dragging: false };
 
+// [[low, high], [low, high]]: a VAE's prior, or where an autoencoder's codes of real images lie
+function planeRange(model) {
+  if (model && model.latent_range && model.latent_range.length === 2) return model.latent_range;
+  return [[-PRIOR_RANGE, PRIOR_RANGE], [-PRIOR_RANGE, PRIOR_RANGE]];
+}
+
+const currentRange = () => planeRange(byName($("explorer-model").value));
+
 function drawPlane() {
   const canvas = $("latent-canvas");
   const ctx = canvas.getContext("2d");
   const w = canvas.width;
   const h = canvas.height;
+  const [[x0, x1], [y0, y1]] = currentRange();
+  const toX = (v) => ((v - x0) / (x1 - x0)) * w;
+  const toY = (v) => ((y1 - v) / (y1 - y0)) * h; // z2 grows upwards
   ctx.clearRect(0, 0, w, h);
   ctx.strokeStyle = "#e2e2e2";
-  for (let v = -RANGE; v <= RANGE; v++) {
-    const x = ((v + RANGE) / (2 * RANGE)) * w;
-    const y = ((v + RANGE) / (2 * RANGE)) * h;
+  for (let i = 0; i <= 6; i++) {
+    const x = (i / 6) * w;
+    const y = (i / 6) * h;
     ctx.beginPath(); ctx.moveTo(x, 0); ctx.lineTo(x, h); ctx.stroke();
     ctx.beginPath(); ctx.moveTo(0, y); ctx.lineTo(w, y); ctx.stroke();
   }
-  ctx.strokeStyle = "#999";
-  ctx.beginPath(); ctx.moveTo(w / 2, 0); ctx.lineTo(w / 2, h); ctx.stroke();
-  ctx.beginPath(); ctx.moveTo(0, h / 2); ctx.lineTo(w, h / 2); ctx.stroke();
-  const px = ((explorer.z[0] + RANGE) / (2 * RANGE)) * w;
-  const py = ((RANGE - explorer.z[1]) / (2 * RANGE)) * h; // z2 grows upwards
+  ctx.strokeStyle = "#999"; // the axes, where the plane holds the origin
+  if (x0 < 0 && x1 > 0) { ctx.beginPath(); ctx.moveTo(toX(0), 0); ctx.lineTo(toX(0), h); ctx.stroke(); }
+  if (y0 < 0 && y1 > 0) { ctx.beginPath(); ctx.moveTo(0, toY(0)); ctx.lineTo(w, toY(0)); ctx.stroke(); }
   ctx.fillStyle = "#2b59c3";
-  ctx.beginPath(); ctx.arc(px, py, 6, 0, 2 * Math.PI); ctx.fill();
+  ctx.beginPath(); ctx.arc(toX(explorer.z[0]), toY(explorer.z[1]), 6, 0, 2 * Math.PI); ctx.fill();
+}
+
+function showPoint() {
+  const [[x0, x1], [y0, y1]] = currentRange();
+  $("latent-z").textContent = `z = (${explorer.z[0].toFixed(2)}, ${explorer.z[1].toFixed(2)})`;
+  $("latent-range").textContent =
+    `[${x0.toFixed(2)}, ${x1.toFixed(2)}] \u00d7 [${y0.toFixed(2)}, ${y1.toFixed(2)}]`;
+  drawPlane();
+}
+
+// a new model starts at the centre of its plane
+function onExplorerModel() {
+  const [[x0, x1], [y0, y1]] = currentRange();
+  explorer.z = [(x0 + x1) / 2, (y0 + y1) / 2];
+  showPoint();
+  decodePoint();
 }
 
 // One request in flight at a time; the newest point wins when the previous one returns.
@@ -184,10 +215,9 @@ function movePoint(event) {
   const rect = canvas.getBoundingClientRect();
   const fx = Math.min(Math.max((event.clientX - rect.left) / rect.width, 0), 1);
   const fy = Math.min(Math.max((event.clientY - rect.top) / rect.height, 0), 1);
-  explorer.z = [(fx * 2 - 1) * RANGE, (1 - fy * 2) * RANGE];
-  $("latent-z").textContent =
-    `z = (${explorer.z[0].toFixed(2)}, ${explorer.z[1].toFixed(2)})`;
-  drawPlane();
+  const [[x0, x1], [y0, y1]] = currentRange();
+  explorer.z = [x0 + fx * (x1 - x0), y1 - fy * (y1 - y0)];
+  showPoint();
   decodePoint();
 }
 
@@ -204,8 +234,7 @@ function setupExplorer() {
   const stopDrag = () => { explorer.dragging = false; };
   canvas.addEventListener("pointerup", stopDrag);
   canvas.addEventListener("pointercancel", stopDrag);
-  $("explorer-model").addEventListener("change", decodePoint);
-  drawPlane();
+  $("explorer-model").addEventListener("change", onExplorerModel);
 }
 
 // ------------------------------------------------------------------ images in
@@ -232,9 +261,11 @@ function onImageAction() {
   }
 }
 
-function setInput(dataUrl, info) {
+function setInput(dataUrl, info, sample = false) {
   inputImage = dataUrl;
+  inputIsSample = sample;
   const img = $("image-input");
+  $("image-output").hidden = true; // the previous output belongs to the previous input
   img.src = dataUrl;
   img.hidden = false;
   $("image-run").disabled = false;
@@ -260,18 +291,60 @@ async function useSample() {
   try {
     const { blob } = await postForImage(`/generate/${source.name}`, { n: 1 });
     const reader = new FileReader();
-    reader.onload = () => setInput(reader.result, `a sample of ${source.name}`);
+    reader.onload = () => setInput(reader.result, `a sample of ${source.name}`, true);
     reader.readAsDataURL(blob);
   } catch (err) {
     showError(err.message);
   }
 }
 
+function loadImage(url) {
+  return new Promise((resolve, reject) => {
+    const img = new Image();
+    img.onload = () => resolve(img);
+    img.onerror = () => reject(new Error("cannot decode the input image"));
+    img.src = url;
+  });
+}
+
+// An upscaler learned to enlarge images of its training size / scale: a generated sample (at
+// the training size) is brought down to that first, as its low-resolution inputs were made.
+async function upscalerInput(model) {
+  const [height, width] = model.size || [];
+  const scale = model.scale || 1;
+  if (!inputIsSample || !height || scale <= 1) return inputImage;
+  const source = await loadImage(inputImage);
+  const canvas = document.createElement("canvas");
+  canvas.width = Math.max(1, Math.round(width / scale));
+  canvas.height = Math.max(1, Math.round(height / scale));
+  const ctx = canvas.getContext("2d");
+  ctx.imageSmoothingQuality = "high";
+  ctx.drawImage(source, 0, 0, canvas.width, canvas.height);
+  const small = canvas.toDataURL("image/png");
+  $("image-input").src = small;
+  $("image-info").textContent += `, brought down to ${canvas.width} x ${canvas.height}`;
+  return small;
+}
+
+// Input and output at the same pixels per image pixel, the output at most 504 px wide: an
+// upscaled output shows larger than its input.
+function showPair() {
+  const input = $("image-input");
+  const output = $("image-output");
+  if (!input.naturalWidth) return;
+  const out = output.hidden ? 0 : output.naturalWidth;
+  const zoom = Math.max(1, Math.floor(Math.min(168 / input.naturalWidth,
+                                               out ? 504 / out : Infinity)));
+  input.style.width = `${input.naturalWidth * zoom}px`;
+  if (out) output.style.width = `${out * zoom}px`;
+}
+
 async function runImage() {
   const name = $("image-model").value;
   const action = $("image-action").value;
   if (!inputImage || !name || !action) return;
-  const body = { image: inputImage, invert: $("image-invert").checked };
+  const image = action === "upscale" ? await upscalerInput(byName(name)) : inputImage;
+  const body = { image, invert: $("image-invert").checked };
   if (action === "translate") body.direction = $("image-direction").value;
   $("image-run").disabled = true;
   try {
@@ -308,9 +381,10 @@ async function start() {
   $("generate-section").hidden = !generators.length;
   onGenerateModel();
 
-  // a VAE's prior is N(0, I), so [-3, 3]^2 covers its plane; an autoencoder's codes have no
-  // such range, so it is left out
-  const planes = can("decode").filter((m) => m.latent_dim === 2 && m.generative);
+  // a VAE's prior is N(0, I), so [-3, 3]^2 covers its plane; an autoencoder's plane is where
+  // its codes of real images lie (latent_range, recorded at export)
+  const planes = can("decode").filter(
+    (m) => m.latent_dim === 2 && (m.generative || m.latent_range));
   fillSelect($("explorer-model"), planes, (m) => `${m.name} (${m.family})`);
   $("explorer-section").hidden = !planes.length;
 
@@ -322,7 +396,8 @@ async function start() {
   $("generate-model").addEventListener("change", onGenerateModel);
   $("generate-btn").addEventListener("click", generate);
   scaleToFit($("generate-img"), 480);
-  scaleToFit($("image-output"), 168);
+  $("image-output").onload = showPair;
+  $("image-input").onload = showPair;
   $("image-model").addEventListener("change", onImageModel);
   $("image-action").addEventListener("change", onImageAction);
   $("image-file").addEventListener("change", (e) => {
@@ -332,7 +407,7 @@ async function start() {
   $("image-run").addEventListener("click", runImage);
   if (planes.length) {
     setupExplorer();
-    decodePoint();
+    onExplorerModel();
   }
   document.body.dataset.ready = "1";
 }
