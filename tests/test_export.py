@@ -1,3 +1,7 @@
+import hashlib
+import json
+import os
+
 import numpy as np
 import onnx
 import pytest
@@ -226,25 +230,56 @@ def test_export_and_check_reports_every_graph_before_failing(tmp_path, monkeypat
         return path
 
     monkeypatch.setattr(export_mod, "export_onnx", export_then_perturb)
+    out_dir = tmp_path / "instance"
+    export_and_check([mlp_exportable()], out_dir, opset=18, atol=TOL, real_batch=2)
+    before = {p.name: p.read_bytes() for p in out_dir.iterdir()}
     # the bad graph comes first: the good one must still be exported and checked
     with pytest.raises(ParityError, match=r"upscaler differs by .* \(tolerance 1e-05\)") as err:
-        export_and_check([bad, good], tmp_path, opset=18, atol=TOL, real_batch=2)
+        export_and_check([bad, good], out_dir, opset=18, atol=TOL, real_batch=2)
     report = err.value.report
     assert set(report) == {"upscaler", "mlp"}
     assert report["upscaler"]["max_abs_diff"] > TOL
     assert report["mlp"]["max_abs_diff"] < TOL
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["mlp.onnx", "upscaler.onnx"]
+    # all or nothing: the previous graphs stay, and no staging folder or temporary file is left
+    assert {p.name: p.read_bytes() for p in out_dir.iterdir()} == before
+    assert [p.name for p in tmp_path.iterdir()] == ["instance"]
+
+
+def test_export_swaps_in_checked_graphs_with_their_checksums(tmp_path):
+    out_dir = tmp_path / "instance"
+    out_dir.mkdir()
+    (out_dir / "stale.onnx").write_bytes(b"an old graph no longer exported")
+    killed = tmp_path / ".instance.staging"  # what an export killed with SIGKILL leaves
+    killed.mkdir()
+    (killed / ".mlp.onnx.x1y2.tmp").write_bytes(b"half a graph")
+    export_and_check([mlp_exportable()], out_dir, opset=18, atol=TOL, real_batch=2)
+    assert sorted(p.name for p in out_dir.iterdir()) == ["checksums.json", "mlp.onnx"]
+    recorded = json.loads((out_dir / "checksums.json").read_text())
+    assert recorded == {"mlp.onnx": hashlib.sha256((out_dir / "mlp.onnx").read_bytes()).hexdigest()}
+    assert [p.name for p in tmp_path.iterdir()] == ["instance"]
+
+    # killed between its two renames: the instance folder is aside; the next export restores it
+    os.rename(out_dir, tmp_path / ".instance.previous")
+    monkey = export_mod.export_onnx
+    try:
+        export_mod.export_onnx = lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt())
+        with pytest.raises(KeyboardInterrupt):
+            export_and_check([mlp_exportable()], out_dir, opset=18, atol=TOL, real_batch=2)
+    finally:
+        export_mod.export_onnx = monkey
+    assert sorted(p.name for p in out_dir.iterdir()) == ["checksums.json", "mlp.onnx"]
+    assert [p.name for p in tmp_path.iterdir()] == ["instance"]
 
 
 def test_export_and_check_report(tmp_path):
     exportable = cond_exportable()
     exportable.real_inputs = (torch.randn(5, 8), torch.arange(5))
-    report = export_and_check([exportable], tmp_path, opset=17, atol=TOL, real_batch=2)
+    report = export_and_check([exportable], tmp_path / "cgan", opset=17, atol=TOL, real_batch=2)
     entry = report["generator"]
     assert entry["max_abs_diff"] < TOL
     assert entry == {
         "max_abs_diff": entry["max_abs_diff"],
-        "path": str(tmp_path / "generator.onnx"),
+        "path": str(tmp_path / "cgan" / "generator.onnx"),
         "opset": 17,
         "inputs": ["z", "labels"],
         "outputs": ["images"],

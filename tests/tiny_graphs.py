@@ -10,6 +10,7 @@ import pytest
 import torch
 from torch import nn
 
+from genmodels.checksums import write_checksums
 from genmodels.export import export_onnx
 from genmodels.training.recipe import Exportable
 
@@ -277,6 +278,7 @@ def tiny_exported(tmp_path_factory) -> Path:
     for instance, graphs in tiny_exportables().items():
         for exportable in graphs:
             export_onnx(exportable, root / instance / f"{exportable.name}.onnx", opset=18)
+        write_checksums(root / instance)  # as export records them
     return root
 
 
@@ -334,4 +336,5 @@ def export_rgb_models(root: Path) -> Path:
         )
     for instance, exportable in graphs:
         export_onnx(exportable, root / instance / f"{exportable.name}.onnx", opset=18)
+        write_checksums(root / instance)
     return root  # fmt: skip

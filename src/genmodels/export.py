@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import copy
 import logging
+import os
+import shutil
 import time
 import warnings
 from collections.abc import Iterable, Sequence
@@ -22,6 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from genmodels.atomic import atomic_path
+from genmodels.checksums import write_checksums
 from genmodels.nn.blocks import DecomposedPReLU
 from genmodels.training.recipe import Exportable
 
@@ -221,9 +224,34 @@ def export_and_check(
     so the returned report is complete; the caller writes it, then fails.
     """
     out_dir = Path(out_dir)
+    _recover(out_dir)
+    staging = _hidden(out_dir, "staging")
+    shutil.rmtree(staging, ignore_errors=True)  # what a killed run left
+    staging.mkdir(parents=True)
+    try:
+        report = _export_each(exportables, staging, out_dir, opset, real_batch)
+        failed = {
+            name: r["max_abs_diff"] for name, r in report.items() if not r["max_abs_diff"] <= atol
+        }
+        if failed:
+            details = ", ".join(f"{name} differs by {diff:.3g}" for name, diff in failed.items())
+            raise ParityError(
+                f"ONNX graphs do not match their torch modules: {details} (tolerance {atol:g}); "
+                f"see the export report for every graph; {out_dir} keeps its previous graphs",
+                report,
+            )
+        write_checksums(staging)
+        _swap_in(staging, out_dir)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return report
+
+
+def _export_each(exportables: Sequence[Exportable], staging: Path, out_dir: Path, opset: int,
+                 real_batch: int) -> dict[str, dict[str, Any]]:  # fmt: skip
     report: dict[str, dict[str, Any]] = {}
     for exportable in exportables:
-        path = export_onnx(exportable, out_dir / f"{exportable.name}.onnx", opset)
+        path = export_onnx(exportable, staging / f"{exportable.name}.onnx", opset)
         inputs = random_inputs_like(exportable)
         if exportable.real_inputs is not None:
             inputs += _chunks(exportable.real_inputs, real_batch)
@@ -232,7 +260,7 @@ def export_and_check(
         log.info("%s: max |torch - onnxruntime| = %.3g", exportable.name, diff)
         report[exportable.name] = {
             "max_abs_diff": diff,
-            "path": str(path),
+            "path": str(out_dir / path.name),  # where it is served from once swapped in
             "opset": opset,
             "inputs": list(exportable.input_names),
             "outputs": list(exportable.output_names),
@@ -240,14 +268,29 @@ def export_and_check(
         if exportable.parity_inputs:  # the input shapes checked, when graphs vary in size
             shapes = {tuple(batch[0].shape): None for batch in inputs}
             report[exportable.name]["checked_shapes"] = [list(shape) for shape in shapes]
-    failed = {
-        name: r["max_abs_diff"] for name, r in report.items() if not r["max_abs_diff"] <= atol
-    }
-    if failed:
-        details = ", ".join(f"{name} differs by {diff:.3g}" for name, diff in failed.items())
-        raise ParityError(
-            f"ONNX graphs do not match their torch modules: {details} (tolerance {atol:g}); "
-            "see the export report for every graph",
-            report,
-        )
     return report
+
+
+def _hidden(folder: Path, role: str) -> Path:
+    """A hidden sibling of folder (.dvcignore and MLflow's artifact logging never see it)."""
+    return folder.parent / f".{folder.name}.{role}"
+
+
+def _swap_in(staging: Path, out_dir: Path) -> None:
+    """The checked graphs replace an instance's graphs as a whole: the old folder is renamed
+    aside, the new one renamed into place. A kill between the two renames leaves no folder
+    (nothing served for the instance, never a mix); the next export restores the old one."""
+    previous = _hidden(out_dir, "previous")
+    shutil.rmtree(previous, ignore_errors=True)
+    if out_dir.exists():
+        os.rename(out_dir, previous)
+    os.rename(staging, out_dir)
+    shutil.rmtree(previous, ignore_errors=True)
+
+
+def _recover(out_dir: Path) -> None:
+    """An export killed between the two renames of _swap_in: put the previous graphs back."""
+    previous = _hidden(out_dir, "previous")
+    if previous.is_dir() and not out_dir.exists():
+        os.rename(previous, out_dir)
+        log.warning("%s: restored from %s (an export was interrupted)", out_dir, previous)

@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import re
 
 import numpy as np
 import onnxruntime as ort
 import pytest
+import torch
 from fastapi.testclient import TestClient
 from PIL import Image
 
+from genmodels.checksums import write_checksums
 from genmodels.config import ServeParams
+from genmodels.export import export_onnx
 from genmodels.serving import ModelStore, create_app
-from tiny_graphs import AE2_LATENT_RANGE, CLASS_NAMES
+from tiny_graphs import AE2_LATENT_RANGE, CLASS_NAMES, _meta, _z_graph
 
 LIMITS = ServeParams(max_n=64, max_body_bytes=200_000, max_image_side=256, max_upscale_side=32)
 
@@ -340,3 +344,49 @@ def test_a_colour_image_for_a_grayscale_model_is_refused_when_conversion_is_off(
     r = client.post("/reconstruct/ae", json={"image": image, "convert": False})
     assert r.status_code == 422
     assert r.json()["detail"].startswith("image: colour, but this model takes grayscale images")
+
+
+class Overflowing(torch.nn.Module):
+    """A decoder whose output is NaN once z * z overflows float32 (inf - inf)."""
+
+    def forward(self, z):
+        energy = (z * z).sum(1)
+        return (energy - energy).view(-1, 1, 1, 1).expand(-1, 1, 28, 28)
+
+
+def test_a_non_finite_output_is_a_422_naming_the_input_never_bare_nan(tmp_path):
+    """Latents this large overflow the decoder to NaN: the answer names z, as valid JSON."""
+    meta = _meta("gan", "ovf", "generator", "generate", latent_dim=2)
+    export_onnx(_z_graph("generator", Overflowing(), 2, meta), tmp_path / "ovf" / "generator.onnx")
+    write_checksums(tmp_path / "ovf")
+    store = ModelStore.scan(tmp_path, {"ovf": "gan"})
+    with TestClient(create_app(store, LIMITS)) as overflowing:
+        assert overflowing.post("/decode/ovf", json={"z": [[1.0, 2.0]]}).status_code == 200
+        for path in ("/decode/ovf", "/generate/ovf"):
+            for accept in ("application/json", "image/png"):
+                r = overflowing.post(path, json={"z": [[3e38, -3e38]]}, headers={"Accept": accept})
+                assert r.status_code == 422, (path, accept, r.text[:200])
+                detail = json.loads(r.text)["detail"]  # strict JSON: no bare NaN tokens
+                assert detail.startswith("z: ") and "not finite" in detail
+
+
+def test_fields_are_strict_no_coercion_from_strings_or_booleans(client):
+    image = png_b64(np.zeros((28, 28), np.uint8))
+    cases = [
+        ("/generate/gan", {"n": "3"}),
+        ("/generate/gan", {"n": True}),
+        ("/generate/gan", {"seed": "7"}),
+        ("/generate/cgan", {"labels": [True, False]}),
+        ("/decode/ae2", {"z": [["1", "2"]]}),
+        ("/decode/ae2", {"z": [[True, False]]}),
+        ("/reconstruct/ae", {"image": image, "invert": "yes"}),
+        ("/reconstruct/ae", {"image": image, "convert": 1}),
+    ]
+    for path, body in cases:
+        r = client.post(path, json=body)
+        assert r.status_code == 422, (path, body, r.status_code)
+        field = next(iter(body if "image" not in body else {k: v for k, v in body.items()
+                                                            if k != "image"}))  # fmt: skip
+        assert field in r.json()["detail"], (body, r.json())
+    # JSON numbers stay numbers: an integer where a float is expected is fine
+    assert client.post("/decode/ae2", json={"z": [[1, 2]]}).status_code == 200

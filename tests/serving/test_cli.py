@@ -4,6 +4,7 @@ tiny graphs of every kind (tests/tiny_graphs.py)."""
 from __future__ import annotations
 
 import logging
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -252,3 +253,15 @@ def test_translate_tiles_a_fully_convolutional_graph_at_any_size(tmp_path, capsy
     assert f"{gray}: grayscale, but the model takes RGB images" in error
     assert "leave out --no-convert" in error
     assert sorted(p.name for p in Path("n").iterdir()) == ["colour.png"]
+
+
+def test_a_graph_changed_since_export_is_refused_by_name(tiny_exported, tmp_path, capsys):
+    exported = Path(shutil.copytree(tiny_exported, tmp_path / "exported"))
+    graph = exported / "srgan" / "generator.onnx"
+    graph.write_bytes(graph.read_bytes() + b"\x00")  # still loads; no longer what was checked
+    image = write(tmp_path / "x.png", (8, 8))
+    code, err = run_cli(capsys, "upscale", "srgan", str(image), "--out", "o",
+                        "--exported-dir", str(exported))  # fmt: skip
+    assert code == 2
+    assert "recorded when it was exported" in err and "dvc repro export@srgan" in err
+    assert not Path("o").exists() or not list(Path("o").iterdir())

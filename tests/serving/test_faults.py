@@ -9,6 +9,7 @@ import sys
 import torch
 from fastapi.testclient import TestClient
 
+from genmodels.checksums import write_checksums
 from genmodels.export import export_onnx
 from genmodels.serving import ModelStore, create_app
 from genmodels.training.recipe import Exportable
@@ -24,7 +25,7 @@ def test_corrupt_and_missing_graphs_are_unavailable_others_serve(exported_copy, 
         assert health["status"] == "degraded"
         models = health["models"]
         assert models["gan"]["status"] == "unavailable"
-        assert "not a loadable ONNX graph" in models["gan"]["graphs"]["generator"]["error"]
+        assert "recorded when it was exported" in models["gan"]["graphs"]["generator"]["error"]
         assert models["ae"]["status"] == "degraded"  # the encoder still loads
         assert models["ae"]["graphs"]["encoder"]["status"] == "ok"
         assert (
@@ -36,7 +37,7 @@ def test_corrupt_and_missing_graphs_are_unavailable_others_serve(exported_copy, 
         assert set(others.values()) == {"ok"}
 
         r = client.post("/generate/gan", json={"n": 1})
-        assert r.status_code == 503 and "not a loadable ONNX graph" in r.json()["detail"]
+        assert r.status_code == 503 and "the file changed since" in r.json()["detail"]
         r = client.post("/reconstruct/ae", json={"image": "AAAA"})
         assert r.status_code == 503 and "missing" in r.json()["detail"]
         # an endpoint the broken model never had is still a plain 404
@@ -63,6 +64,8 @@ def test_graph_off_the_contract_is_unavailable_with_the_reason(exported_copy):
         metadata={"family": "vae", "graph": "decoder", "task": "decode"},
     )
     export_onnx(bad, exported_copy / "vae2" / "decoder.onnx")
+    for folder in ("ae", "vae2"):  # recorded as an export would: the contract is what fails
+        write_checksums(exported_copy / folder)
     store = ModelStore.scan(exported_copy)
     decoder = store.models["ae"].graphs["decoder"]
     assert not decoder.ok and "metadata says it is the 'encoder' graph" in decoder.error
@@ -70,6 +73,29 @@ def test_graph_off_the_contract_is_unavailable_with_the_reason(exported_copy):
     assert not decoder.ok and "expects a float input 'z'" in decoder.error
     assert store.models["vae2"].endpoints == []
     assert store.models["gan"].status == "ok"
+
+
+def test_a_graph_changed_after_export_is_never_served(exported_copy, families):
+    """4 KB overwritten in the middle of a decoder still parses, and once answered NaN pixels
+    with a healthy /health: its sha256 no longer matches what export recorded."""
+    graph = exported_copy / "vae2" / "decoder.onnx"
+    data = bytearray(graph.read_bytes())
+    middle = len(data) // 2
+    size = min(4096, len(data) - middle)
+    data[middle : middle + size] = (bytes(range(256)) * 16)[:size]
+    graph.write_bytes(bytes(data))
+    (exported_copy / "gan" / "checksums.json").unlink()  # nothing recorded: unverified
+    store = ModelStore.scan(exported_copy, families)
+    with TestClient(create_app(store)) as client:
+        health = client.get("/health").json()
+        assert health["status"] == "degraded"
+        error = health["models"]["vae2"]["graphs"]["decoder"]["error"]
+        assert "recorded when it was exported" in error and "dvc repro export@vae2" in error
+        gan = health["models"]["gan"]["graphs"]["generator"]["error"]
+        assert "not verified" in gan and "checksums.json: missing" in gan
+        assert client.post("/decode/vae2", json={"z": [[0.0, 0.0]]}).status_code == 503
+        assert health["models"]["vae2"]["graphs"]["encoder"]["status"] == "ok"
+        assert client.post("/generate/cgan", json={"n": 2}).status_code == 200
 
 
 def test_empty_or_absent_exported_dir_serves_health(tmp_path):

@@ -46,7 +46,8 @@ class ApiError(HTTPException):
 
 
 class Body(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # strict: "3" or true is not a number and "yes" is not a boolean (JSON ints are floats)
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 Nrow = Annotated[int, Field(ge=1, le=256)] | None
@@ -165,9 +166,18 @@ def _respond(
     model: ServedModel,
     graph: Graph,
     images: np.ndarray,
+    cause: str,
     nrow: int | None = None,
     extra: dict[str, Any] | None = None,
 ) -> Response:
+    """The images as a PNG grid or JSON; a non-finite output is the client's input overflowing
+    the graph: a 422 naming that input (`cause`), never a response with bare NaN."""
+    if not np.isfinite(images).all():
+        raise ApiError(
+            422,
+            f"{cause}: the model's output for it is not finite (NaN or infinity); its values are "
+            f"too large for the model, send {cause} of an ordinary size",
+        )
     extra = extra or {}
     headers = _headers(model, graph, extra)
     if _accepts_png(request):
@@ -180,7 +190,9 @@ def _respond(
         "images": images.tolist(),
         **extra,
     }
-    return Response(json.dumps(body), media_type="application/json", headers=headers)
+    # allow_nan=False: a non-finite number left anywhere fails here, not in the client's parser
+    return Response(json.dumps(body, allow_nan=False), media_type="application/json",
+                    headers=headers)  # fmt: skip
 
 
 def _matrix(rows: list[list[float]], what: str, width: int, max_n: int) -> np.ndarray:
@@ -364,14 +376,14 @@ def create_app(store: ModelStore, settings: ServeParams | None = None) -> FastAP
             raise ApiError(422, f"model {name!r} is not conditional: drop 'labels'")
         out = await _infer(graph, feed)
         extra["z"] = z.tolist()
-        return _respond(request, model, graph, out[graph.image_output], body.nrow, extra)
+        return _respond(request, model, graph, out[graph.image_output], "z", body.nrow, extra)
 
     @app.post("/decode/{name}")
     async def decode(name: str, body: DecodeBody, request: Request) -> Response:
         model, graph = lookup(name, "decode", lambda m: m.decoder)
         z = _matrix(body.z, "z", graph.latent_dim, settings.max_n)
         out = await _infer(graph, {"z": z})
-        return _respond(request, model, graph, out[graph.image_output], body.nrow)
+        return _respond(request, model, graph, out[graph.image_output], "z", body.nrow)
 
     @app.post("/reconstruct/{name}")
     async def reconstruct(name: str, body: ImageBody, request: Request) -> Response:
@@ -386,7 +398,7 @@ def create_app(store: ModelStore, settings: ServeParams | None = None) -> FastAP
         z = codes.get("mean", codes.get("z", next(iter(codes.values()))))
         out = await _infer(decoder, {"z": z.astype(np.float32)})
         extra = {"z": z.tolist(), "input": image.tolist()}
-        return _respond(request, model, decoder, out[decoder.image_output], None, extra)
+        return _respond(request, model, decoder, out[decoder.image_output], "image", None, extra)
 
     @app.post("/translate/{name}")
     async def translate(name: str, body: TranslateBody, request: Request) -> Response:
@@ -395,7 +407,7 @@ def create_app(store: ModelStore, settings: ServeParams | None = None) -> FastAP
         image = _image_input(body, graph, settings, resize_to=True)
         out = await _infer(graph, {"image": image})
         images = out[graph.image_output]
-        return _respond(request, model, graph, images, None, {"direction": direction})
+        return _respond(request, model, graph, images, "image", None, {"direction": direction})
 
     @app.post("/upscale/{name}")
     async def upscale(name: str, body: ImageBody, request: Request) -> Response:
@@ -410,6 +422,6 @@ def create_app(store: ModelStore, settings: ServeParams | None = None) -> FastAP
             )
         out = await _infer(graph, {"image": image})
         extra = {"scale": graph.meta_int("scale")}
-        return _respond(request, model, graph, out[graph.image_output], None, extra)
+        return _respond(request, model, graph, out[graph.image_output], "image", None, extra)
 
     return app

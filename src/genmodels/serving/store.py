@@ -7,7 +7,6 @@ with the reason, so /health can say what is wrong while the other models keep se
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import tempfile
@@ -19,6 +18,7 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
+from genmodels.checksums import CHECKSUMS, read_checksums, sha256_bytes
 from genmodels.families import FAMILIES, TASKS, task_of
 
 log = logging.getLogger(__name__)
@@ -283,8 +283,12 @@ def load_graph(
     family: str | None = None,
     version: str | None = None,
     source: str | None = None,
+    sha256: str | None = None,
+    unverified: str | None = None,
 ) -> Graph:
-    """A Graph for one .onnx file; any failure leaves it unavailable with the reason."""
+    """A Graph for one .onnx file whose bytes must have the sha256 recorded for it (by export,
+    or the registry version's tag); any failure, an unrecorded or different digest included,
+    leaves it unavailable with the reason (`unverified`: why none was recorded)."""
     graph = Graph(instance=instance, name=name, source=source or str(path), version=version)
     graph.task = task_of(family, name)  # what it would do: a broken graph says so too
     if not path.is_file():
@@ -292,8 +296,24 @@ def load_graph(
         return graph
     try:
         data = path.read_bytes()
-        if version is None:
-            graph.version = "sha256:" + hashlib.sha256(data).hexdigest()[:12]
+    except OSError as exc:
+        graph.error = f"{path}: unreadable ({exc.strerror or exc})"
+        return graph
+    digest = sha256_bytes(data)
+    if version is None:
+        graph.version = "sha256:" + digest[:12]
+    if sha256 is None:
+        graph.error = f"{path}: not verified: {unverified or 'no sha256 recorded for it'}; " + (
+            f"run `dvc repro export@{instance}`"
+        )
+        return graph
+    if digest != sha256:
+        graph.error = (
+            f"{path}: its sha256 {digest[:12]} is not the {sha256[:12]} recorded when it was "
+            f"exported: the file changed since; run `dvc repro export@{instance}`"
+        )
+        return graph
+    try:
         session = ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime raises several types for a corrupt file
         graph.error = f"{path}: not a loadable ONNX graph ({str(exc).splitlines()[0][:200]})"
@@ -356,8 +376,12 @@ class ModelStore:
             names = {p.stem for p in folder.glob("*.onnx")} if folder.is_dir() else set()
             names |= set(FAMILIES[family].graph_names() if family in FAMILIES else ())
             model = ServedModel(instance, family)
+            sums, unverified = read_checksums(folder)
             for name in sorted(names):
-                graph = load_graph(instance, name, folder / f"{name}.onnx", options, family)
+                file = f"{name}.onnx"
+                missing = unverified or f"{folder / CHECKSUMS} has no entry for {file}"
+                graph = load_graph(instance, name, folder / file, options, family,
+                                   sha256=sums.get(file), unverified=missing)  # fmt: skip
                 model.graphs[name] = graph
                 if model.family is None:
                     model.family = graph.metadata.get("family")
@@ -431,7 +455,15 @@ class ModelStore:
                     )
                     continue
                 model.graphs[name] = load_graph(
-                    instance, name, path, options, family, str(version.version), uri
+                    instance,
+                    name,
+                    path,
+                    options,
+                    family,
+                    str(version.version),
+                    uri,
+                    sha256=version.tags.get("onnx_sha256"),
+                    unverified=f"{registered} version {version.version} has no onnx_sha256 tag",
                 )
                 model.family = model.family or model.graphs[name].metadata.get("family")
             models[instance] = model
