@@ -10,9 +10,15 @@ import argparse
 import json
 import logging
 import os
+import shutil
 import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
+from genmodels.checksums import CHECKSUMS
 from genmodels.errors import UserError
 from genmodels.stage import LOG_FORMAT, run_logged
 
@@ -72,13 +78,34 @@ def _serve(args: argparse.Namespace) -> None:
     if settings.workers == 1:
         uvicorn.run(app, host=settings.host, port=settings.port, **common)
         return
-    if sys.platform == "linux":
-        del app  # each worker builds its own app and onnxruntime sessions
-        _serve_reuse_port(options, settings.host, settings.port, settings.workers, common)
+    del app  # each worker builds its own app and onnxruntime sessions
+    with _pinned_graphs(options, settings) as options:
+        if sys.platform == "linux":
+            _serve_reuse_port(options, settings.host, settings.port, settings.workers, common)
+            return
+        os.environ[ENV_ARGS] = json.dumps(options)
+        uvicorn.run("genmodels.cli:app_factory", factory=True, workers=settings.workers,
+                    host=settings.host, port=settings.port, **common)  # fmt: skip
+
+
+@contextmanager
+def _pinned_graphs(options: dict[str, Any], settings: Any) -> Iterator[dict[str, Any]]:
+    """The options every worker starts from, its graphs pinned: exported_dir's graphs and
+    checksums are copied once into a private folder that all workers (a restarted one too)
+    load and verify, so a file changed on disk later cannot reach one worker and not another.
+    """
+    if settings.from_registry:
+        yield options
         return
-    os.environ[ENV_ARGS] = json.dumps(options)
-    uvicorn.run("genmodels.cli:app_factory", factory=True, workers=settings.workers,
-                host=settings.host, port=settings.port, **common)  # fmt: skip
+    source = Path(settings.exported_dir)
+    with tempfile.TemporaryDirectory(prefix="genmodels-serve-graphs-") as snapshot:
+        for folder in sorted(p for p in source.iterdir() if p.is_dir()) if source.is_dir() else []:
+            files = [*folder.glob("*.onnx"), folder / CHECKSUMS]
+            for file in (f for f in files if f.is_file()):
+                (Path(snapshot) / folder.name).mkdir(exist_ok=True)
+                shutil.copyfile(file, Path(snapshot) / folder.name / file.name)
+        log.info("%s pinned for the workers in %s", source, snapshot)
+        yield {**options, "exported_dir": snapshot}
 
 
 # ---------------------------------------------------------------- reuse-port workers

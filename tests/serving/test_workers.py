@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -50,12 +52,18 @@ def wait_until_gone(pid: int, timeout: float = 15) -> None:
 
 
 @pytest.fixture
-def two_workers(tiny_exported, tmp_path):
+def exported(tiny_exported, tmp_path):
+    """A copy of the graphs a test may change while the service runs."""
+    return Path(shutil.copytree(tiny_exported, tmp_path / "exported"))
+
+
+@pytest.fixture
+def two_workers(exported, tmp_path):
     port = free_port()
     params = tmp_path / "params.yaml"
     params.write_text("models:\n  ae: {family: autoencoder, epochs: 1}\n")
     cmd = [sys.executable, "-m", "genmodels.cli", "serve", "--params", str(params),
-           "--exported-dir", str(tiny_exported), "--port", str(port), "--workers", "2"]  # fmt: skip
+           "--exported-dir", str(exported), "--port", str(port), "--workers", "2"]  # fmt: skip
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -81,6 +89,23 @@ def test_connections_spread_over_workers_and_a_dead_worker_is_replaced(two_worke
     assert proc.wait(timeout=30) == 0
     for pid in replaced:
         wait_until_gone(pid)
+
+
+def test_every_worker_serves_the_graphs_verified_at_start(two_workers, exported):
+    """A graph broken on disk while serving never reaches a restarted worker: all workers load
+    the copy pinned at start, so /health does not flip between them."""
+    proc, url = two_workers
+    first = wait_for_workers(url, lambda pids: len(pids) == 2)
+    decoder = exported / "vae2" / "decoder.onnx"
+    decoder.write_bytes(decoder.read_bytes()[:-64] + bytes(64))  # broken after start
+    victim = min(first)
+    os.kill(victim, signal.SIGKILL)
+    wait_for_workers(url, lambda pids: len(pids) == 2 and victim not in pids)
+    for _ in range(CONNECTIONS):
+        with httpx.Client(timeout=10) as client:  # each connection may reach either worker
+            assert client.get(url + "/health").json()["models"]["vae2"]["status"] == "ok"
+            decoded = client.post(url + "/decode/vae2", json={"z": [[0.0, 0.0]]})
+            assert decoded.status_code == 200
 
 
 def test_a_port_in_use_is_one_clear_message(tiny_exported, tmp_path):
