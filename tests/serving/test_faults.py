@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 
+import onnx
 import torch
 from fastapi.testclient import TestClient
 
@@ -129,3 +131,23 @@ def test_serving_does_not_import_torch(tiny_exported, tmp_path):
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "torch modules: []" in proc.stdout
+
+
+def test_a_graph_with_external_data_is_refused_not_read_from_the_working_dir(
+    exported_copy, families, tmp_path, monkeypatch
+):
+    """Loaded from bytes, onnxruntime would read the weights file from the working directory;
+    a served graph must be one self-contained file."""
+    folder = exported_copy / "gan"
+    model = onnx.load(str(folder / "generator.onnx"))
+    onnx.save_model(model, str(folder / "generator.onnx"), save_as_external_data=True,
+                    all_tensors_to_one_file=True, location="weights.bin", size_threshold=0)  # fmt: skip
+    write_checksums(folder)  # recorded as if exported so: only the external data is wrong
+    work = tmp_path / "work"
+    work.mkdir()
+    shutil.move(folder / "weights.bin", work / "weights.bin")  # only where the service runs
+    monkeypatch.chdir(work)
+    graph = ModelStore.scan(exported_copy, families).models["gan"].graphs["generator"]
+    assert not graph.ok
+    assert "refers to external data (weights.bin)" in graph.error
+    assert "self-contained" in graph.error

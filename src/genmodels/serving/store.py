@@ -313,6 +313,13 @@ def load_graph(
             f"exported: the file changed since; run `dvc repro export@{instance}`"
         )
         return graph
+    outside = _external_data(data)
+    if outside:
+        graph.error = (
+            f"{path}: refers to external data ({outside}); a served graph must be one "
+            f"self-contained file: re-export it with `dvc repro export@{instance}`"
+        )
+        return graph
     try:
         session = ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime raises several types for a corrupt file
@@ -333,6 +340,28 @@ def load_graph(
     else:
         graph.error = f"{path}: {graph.error}"
     return graph
+
+
+def _external_data(data: bytes) -> str | None:
+    """The external data files a graph's tensors name, or None. Loaded from bytes, onnxruntime
+    would read them relative to the working directory, not the graph's folder."""
+    import onnx  # torch-free; parsed only to read where the tensors live
+
+    try:
+        model = onnx.load_from_string(data)
+    except Exception:  # not a protobuf: onnxruntime gives the reason
+        return None
+    tensors = [*model.graph.initializer, *(
+        a.t for node in model.graph.node for a in node.attribute if a.HasField("t")
+    )]  # fmt: skip
+    names = {
+        entry.value
+        for tensor in tensors
+        if onnx.external_data_helper.uses_external_data(tensor)
+        for entry in tensor.external_data
+        if entry.key == "location"
+    }
+    return ", ".join(sorted(names)) or None
 
 
 class ModelStore:
