@@ -17,6 +17,24 @@ sys.path.insert(0, str(REPO / "tools"))
 import bench_serve  # noqa: E402
 
 
+def export(module, example, path, names, axes):
+    """module as an ONNX graph at path (torch's TorchScript exporter: quick for a tiny net)."""
+    torch.onnx.export(module, (example,), path, input_names=names[:1], output_names=names[1:],
+                      dynamic_axes={names[0]: axes}, dynamo=False)  # fmt: skip
+    return path
+
+
+def at_one_and_two_threads(measure):
+    """measure(settings) under the service's one thread and both cores; torch's thread count
+    restored after."""
+    settings = bench_serve.thread_settings(1, 2)
+    threads = torch.get_num_threads()
+    try:
+        return settings, measure(settings)
+    finally:
+        torch.set_num_threads(threads)
+
+
 def test_thread_settings_add_every_core_beside_the_services_own():
     assert bench_serve.thread_settings(1, 2) == {"serving": (1, False), "all_cores": (2, True)}
     assert bench_serve.thread_settings(2, 2) == {"serving": (2, False)}
@@ -24,16 +42,11 @@ def test_thread_settings_add_every_core_beside_the_services_own():
 
 def test_each_runtime_is_compared_at_its_best_setting(tmp_path):
     decoder = nn.Sequential(nn.Linear(2, 32), nn.ReLU(), nn.Linear(32, 784), nn.Sigmoid()).eval()
-    path = tmp_path / "decoder.onnx"
-    torch.onnx.export(decoder, (torch.randn(1, 2),), path, input_names=["z"],
-                      output_names=["image"], dynamic_axes={"z": {0: "batch"}},
-                      dynamo=False)  # fmt: skip
-    settings = bench_serve.thread_settings(1, 2)
-    threads = torch.get_num_threads()
-    try:
-        result = bench_serve.bench_graph(path, decoder, settings, budget_s=0.02)
-    finally:
-        torch.set_num_threads(threads)
+    path = export(decoder, torch.randn(1, 2), tmp_path / "decoder.onnx", ["z", "image"],
+                  {0: "batch"})  # fmt: skip
+    settings, result = at_one_and_two_threads(
+        lambda settings: bench_serve.bench_graph(path, decoder, settings, budget_s=0.02)
+    )
     assert {result[name]["threads"] for name in settings} == {1, 2}
     for batch in (1, 64):
         key = f"batch_{batch}"
@@ -47,10 +60,7 @@ def test_each_runtime_is_compared_at_its_best_setting(tmp_path):
 
 
 def test_a_graph_without_its_module_is_timed_alone(tmp_path):
-    path = tmp_path / "relu.onnx"
-    torch.onnx.export(nn.ReLU(), (torch.randn(1, 2),), path, input_names=["z"],
-                      output_names=["out"], dynamic_axes={"z": {0: "batch"}},
-                      dynamo=False)  # fmt: skip
+    path = export(nn.ReLU(), torch.randn(1, 2), tmp_path / "relu.onnx", ["z", "out"], {0: "batch"})
     result = bench_serve.bench_graph(path, "model.pt: missing", {"serving": (1, False)}, 0.01)
     assert result["serving"]["pytorch_eager"] == {"error": "model.pt: missing"}
     assert result["serving"]["onnxruntime"]["batch_1"]["runs"] > 0
@@ -105,18 +115,12 @@ def test_the_photo_upscaler_is_timed_against_both_eager_forms(tmp_path):
     from tiny_graphs import Upscaler
 
     module = Upscaler(2, channels=3).eval()
-    path = tmp_path / "generator.onnx"
-    torch.onnx.export(module, (torch.rand(1, 3, 8, 8),), path, input_names=["image"],
-                      output_names=["high_res"],
-                      dynamic_axes={"image": {0: "batch", 2: "height", 3: "width"}},
-                      dynamo=False)  # fmt: skip
+    path = export(module, torch.rand(1, 3, 8, 8), tmp_path / "generator.onnx",
+                  ["image", "high_res"], {0: "batch", 2: "height", 3: "width"})  # fmt: skip
     modules = {"pytorch_eager": module, "pytorch_eager_exported_form": module}
-    settings = bench_serve.thread_settings(1, 2)
-    threads = torch.get_num_threads()
-    try:
-        result = bench_serve.photo_latency(path, modules, settings, budget_s=0.01)
-    finally:
-        torch.set_num_threads(threads)
+    settings, result = at_one_and_two_threads(
+        lambda settings: bench_serve.photo_latency(path, modules, settings, budget_s=0.01)
+    )
     assert result["input"] == [1, 3, 128, 128]
     for runtime in ("onnxruntime", *modules):
         p50s = {name: result[name][runtime]["p50_ms"] for name in settings}
