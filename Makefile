@@ -7,10 +7,12 @@ DATASET_DIR := /usr/share/datasets/fashion-mnist
 
 .PHONY: help setup dataset repro repro-photos demo evaluate test lint format mlflow-ui clean-checkpoints
 .PHONY: browser serve register bench bench-serve bench-prepare bench-photos bench-docs train-ddp ablation
+.PHONY: faults bench-limits
 
 MODEL ?= gan
 NPROC ?= 2
-TORCHRUN_ARGS ?= --standalone
+# several machines: torchrun's rendezvous arguments; empty: this machine, listening on loopback only
+TORCHRUN_ARGS ?=
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -73,6 +75,13 @@ TEST_WORKERS ?= 2
 test: setup lint browser  ## ruff, then the whole pytest suite (unit + end-to-end)
 	$(RUN) pytest -q -n $(TEST_WORKERS) --dist loadfile
 
+# The tests marked `faults` (part of `make test` too), each case's outcome written down.
+faults: setup  ## malformed requests, kill points, corrupt files: each case -> reports/faults.json
+	$(RUN) pytest -q -m faults -n $(TEST_WORKERS) --dist loadfile --faults-report reports/faults.json
+
+bench-limits: setup  ## serve's memory and latency under 32 /upscale clients, per limit -> reports/bench/limits.json
+	$(RUN) python tools/bench_limits.py
+
 # The web page's end-to-end test drives Debian's headless Chromium through chromedriver.
 browser:
 	@if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then \
@@ -89,8 +98,8 @@ browser:
 
 # One instance on NPROC processes with PyTorch's DistributedDataParallel (gloo on CPU, nccl on
 # CUDA). Several nodes: TORCHRUN_ARGS="--nnodes 2 --node_rank 0 --rdzv_endpoint host:29500".
-train-ddp: setup  ## train MODEL (an instance) under torchrun on NPROC processes
-	$(RUN) torchrun $(TORCHRUN_ARGS) --nproc_per_node $(NPROC) pipeline/train.py --instance $(MODEL)
+train-ddp: setup  ## train MODEL (an instance) on NPROC processes (several machines: TORCHRUN_ARGS)
+	$(RUN) $(if $(strip $(TORCHRUN_ARGS)),torchrun $(TORCHRUN_ARGS) --nproc_per_node,python -m genmodels.training.launch --nproc) $(NPROC) pipeline/train.py --instance $(MODEL)
 
 serve: setup  ## the inference service and its web page on http://127.0.0.1:8000 (params serve)
 	$(RUN) genmodels serve $(SERVE_ARGS)

@@ -8,6 +8,12 @@ from pathlib import Path
 import pytest
 import torch
 
+from fault_report import (  # noqa: F401 - the fault suite's report
+    pytest_addoption,
+    pytest_runtest_logreport,
+    pytest_sessionfinish,
+    remember_config,
+)
 from genmodels.config import DataParams
 from genmodels.data.prepare import prepare
 from genmodels.data.prepared import PreparedData, load_prepared
@@ -16,6 +22,7 @@ from tiny_graphs import families, tiny_exported  # noqa: F401 - fixtures for eve
 
 
 def pytest_configure(config):
+    remember_config(config)
     # An xdist worker shares the cores with the other worker; the stage processes that tests
     # start keep torch's default thread count.
     if os.environ.get("PYTEST_XDIST_WORKER"):

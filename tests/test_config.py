@@ -100,6 +100,7 @@ def with_change(section: str, key: str, value, instance: str | None = None) -> d
         ),
     ],
 )
+@pytest.mark.faults
 def test_bad_params_name_the_key_and_what_is_allowed(raw, expected):
     with pytest.raises(UserError) as err:
         parse_params(raw)
@@ -107,6 +108,7 @@ def test_bad_params_name_the_key_and_what_is_allowed(raw, expected):
     assert "params.yaml is invalid" in str(err.value)
 
 
+@pytest.mark.faults
 def test_unreadable_params_files(tmp_path):
     with pytest.raises(UserError, match="params file not found"):
         load_params(tmp_path / "missing.yaml")
@@ -114,6 +116,62 @@ def test_unreadable_params_files(tmp_path):
     broken.write_text("models: [unclosed\n")
     with pytest.raises(UserError, match="not valid YAML"):
         load_params(broken)
+
+
+@pytest.mark.parametrize(
+    "raw, expected",
+    [
+        (
+            with_change("models", "batch_size", True, "ae"),
+            "models.ae.batch_size: Input should be a valid integer (got True)",
+        ),
+        (
+            with_change("models", "batch_size", "64", "ae"),
+            "models.ae.batch_size: Input should be a valid integer (got '64')",
+        ),
+        (
+            with_change("serve", "from_registry", "yes"),
+            "serve.from_registry: Input should be a valid boolean (got 'yes')",
+        ),
+        (
+            with_change("train", "seed", 1.0),
+            "train.seed: Input should be a valid integer (got 1.0)",
+        ),
+    ],
+)
+@pytest.mark.faults
+def test_wrong_types_are_refused_not_coerced(raw, expected):
+    parse_params(yaml.safe_load(yaml.safe_dump(MINIMAL)))  # valid without the change
+    with pytest.raises(UserError) as err:
+        parse_params(raw)
+    assert expected in str(err.value)
+
+
+@pytest.mark.faults
+def test_a_repeated_key_names_the_key_and_both_lines(tmp_path):
+    text = (REPO / "params.yaml").read_text()
+    assert "\n  seed: " in text
+    doubled = tmp_path / "params.yaml"
+    # a second `seed:` right after the first one, inside train:
+    doubled.write_text(text.replace("\n  seed: ", "\n  seed: 7\n  seed: ", 1))
+    first = text[: text.index("\n  seed: ")].count("\n") + 2
+    with pytest.raises(UserError) as err:
+        load_params(doubled)
+    assert f"key 'seed' appears twice in one mapping, at lines {first} and {first + 1}" in str(
+        err.value
+    )
+
+
+def test_yaml_reads_like_dvc_exponents_are_floats_and_merges_may_override(tmp_path):
+    written = tmp_path / "params.yaml"
+    written.write_text(
+        "models:\n"
+        "  base: &base {family: autoencoder, latent_dim: 2, lr: 1e-3, epochs: 1}\n"
+        "  wide: {<<: *base, latent_dim: 8}\n"
+    )
+    params = load_params(written)
+    assert params.models["wide"].latent_dim == 8 and params.models["base"].latent_dim == 2
+    assert params.models["wide"].lr == 0.001
 
 
 def test_a_stage_stops_before_any_work_with_one_message(tmp_path):

@@ -306,3 +306,32 @@ def test_mlflow_models_serve_answers_like_onnxruntime(store_dir, tiny_exported):
     (want,) = session.run(None, {"z": z, "label": labels})
     assert got.shape == (4, 1, 28, 28)
     np.testing.assert_allclose(got, want, atol=1e-6)
+
+
+@pytest.mark.faults
+def test_a_registered_graph_changed_in_the_artifact_store_is_not_served(
+    store_dir, tiny_exported, record_property
+):
+    """The registry version's onnx_sha256 tag is checked against the bytes downloaded: a file
+    changed in the artifact store after registering leaves that graph unavailable."""
+    exported = Path(shutil.copytree(tiny_exported, store_dir / "exported"))
+    experiment = tracking.open_registry("testdata")
+    train_run("ae")
+    good = write_metrics(store_dir, "ae", {"psnr": 19.0, "pca": {"mse": 0.02}})
+    register_instance("ae", "autoencoder", exported, good, BOUNDS, "champion", experiment)
+    decoder = (exported / "ae" / "decoder.onnx").read_bytes()
+    stored = [p for p in store_dir.rglob("*.onnx")
+              if "exported" not in p.parts and p.read_bytes() == decoder]  # fmt: skip
+    assert stored, "the registered decoder was not found in the artifact store"
+    for path in stored:
+        data = bytearray(path.read_bytes())
+        middle = len(data) // 2
+        data[middle : middle + 64] = bytes(64)
+        path.write_bytes(bytes(data))
+
+    store = ModelStore.from_registry({"ae": "autoencoder"}, cache_dir=store_dir / "c")
+    graphs = store.models["ae"].graphs
+    record_property("unverified_graphs_served", int(graphs["decoder"].ok))
+    assert store.models["ae"].status == "degraded"
+    assert not graphs["decoder"].ok and "recorded when it was exported" in graphs["decoder"].error
+    assert graphs["encoder"].ok

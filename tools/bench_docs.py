@@ -292,6 +292,51 @@ def photos_section(serve: dict | None) -> str:
     return "\n".join(out)
 
 
+def limits_section(limits: dict | None) -> str:
+    """The service's limits under a burst of /upscale: memory and latency of each setting."""
+    out = ["### The service's limits (`make bench-limits`, `reports/bench/limits.json`)", ""]
+    if not limits:
+        return "\n".join([*out, _missing("reports/bench/limits.json", "make bench-limits")])
+    upscale = limits.get("upscale", {})
+    out.append(
+        f"`{upscale.get('endpoint')}` of a {cell((upscale.get('image') or ['-'])[0])} x "
+        f"{cell((upscale.get('image') or ['-', '-'])[1])} photo, one worker, "
+        f"{cell(upscale.get('clients'))} concurrent clients; RSS of the worker warmed up, at its "
+        f"peak, and {cell(upscale.get('idle_seconds'))} s after the burst:"
+    )
+    header = ["setting", "cap", "arena", "RSS before MB", "peak MB", "after MB", "given back",
+              "p50 ms", "p99 ms", "req/s", "1 client p50 ms", "errors"]  # fmt: skip
+    rows = []
+    for name, r in upscale.get("settings", {}).items():
+        burst, single = r.get("burst", {}), r.get("single_client", {})
+        rows.append([name, cell(r.get("max_concurrent_inference")), cell(r.get("arena")),
+                     cell(r.get("rss_before_mb"), 0), cell(r.get("rss_peak_mb"), 0),
+                     cell(r.get("rss_after_mb"), 0), percent(r.get("returned_fraction"), 0),
+                     cell(burst.get("p50_ms"), 1),
+                     cell(burst.get("p99_ms"), 1), cell(burst.get("throughput_rps"), 1),
+                     cell(single.get("p50_ms"), 1), cell(burst.get("errors"))])  # fmt: skip
+    out += ["", table(header, rows)]
+    generate = limits.get("generate", {})
+    if "settings" in generate:
+        parts = [f"{name} (cap {cell(r.get('max_concurrent_inference'))}): p50 "
+                 f"{cell(r['burst'].get('p50_ms'), 2)} ms, p99 {cell(r['burst'].get('p99_ms'), 2)} "
+                 f"ms, {cell(r['burst'].get('throughput_rps'), 0)} req/s"
+                 for name, r in generate["settings"].items()]  # fmt: skip
+        out += ["", f"One `{generate.get('endpoint')}` sample under "
+                f"{cell(generate.get('clients'))} clients: {'; '.join(parts)}."]  # fmt: skip
+    targets = limits.get("targets", {})
+    costs = ", ".join(f"{name.replace('_', ' ')} {percent(v)}"
+                      for name, v in targets.get("latency_cost", {}).items())  # fmt: skip
+    serve = limits.get("serve", {})
+    out += ["", f"Latency cost at p50 under the burst: {costs}. `serve.arena` is "
+            f"`{targets.get('chosen_arena')}` (the rule picks `{targets.get('arena_by_the_rule')}`); "
+            f"peak within `serve.max_rss_mb` = {cell(serve.get('max_rss_mb'))} MB: "
+            f"{cell(targets.get('peak_below_max_rss_mb'))}; memory given back: "
+            f"{cell(targets.get('memory_given_back'))}. Processor "
+            f"{(limits.get('machine') or {}).get('cpu_model') or '-'}."]  # fmt: skip
+    return "\n".join(out)
+
+
 def demo_section(demo: dict | None) -> str:
     out = ["### The demo profile (`make demo`, `reports/bench/demo.json`)", ""]
     if not demo:
@@ -332,6 +377,7 @@ def figures(bench_dir: Path = BENCH_DIR, ablation: Path = ABLATION) -> str:
         repro_section(repro),
         serve_section(_load(bench_dir / "serve.json")),
         photos_section(_load(bench_dir / "serve.json")),
+        limits_section(_load(bench_dir / "limits.json")),
         prepare_section(_load(bench_dir / "prepare.json")),
         demo_section(_load(bench_dir / "demo.json")),
         ablation_section(_load(ablation)),

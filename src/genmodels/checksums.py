@@ -11,6 +11,15 @@ from pathlib import Path
 CHECKSUMS = "checksums.json"  # in each exported/<instance>/: {"<graph>.onnx": "<sha256>"}
 
 
+def instance_folders(exported_dir: str | Path) -> list[Path]:
+    """exported_dir/<instance>/ folders, sorted; hidden ones (an export's staging and previous
+    folders) are not instances."""
+    root = Path(exported_dir)
+    if not root.is_dir():
+        return []
+    return sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
 def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 

@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from genmodels.checksums import CHECKSUMS
+from genmodels.checksums import CHECKSUMS, instance_folders
 from genmodels.errors import UserError
 from genmodels.stage import LOG_FORMAT, run_logged
 
@@ -45,9 +45,11 @@ def build_app(options: dict[str, Any]) -> tuple[Any, Any]:
     expected = {name: model.family for name, model in params.models.items()}
     threads = (settings.intra_op_threads, settings.inter_op_threads)
     if settings.from_registry:
-        store = ModelStore.from_registry(expected, params.registry.alias, *threads)
+        store = ModelStore.from_registry(
+            expected, params.registry.alias, *threads, arena=settings.arena
+        )
     else:
-        store = ModelStore.scan(settings.exported_dir, expected, *threads)
+        store = ModelStore.scan(settings.exported_dir, expected, *threads, arena=settings.arena)
     serving = [name for name, m in store.models.items() if m.status != "unavailable"]
     if not serving:
         log.warning("no model can serve (see /health): export some with `dvc repro export`")
@@ -74,7 +76,10 @@ def _serve(args: argparse.Namespace) -> None:
     }
     app, settings = build_app(options)
     log.info("http://%s:%d (%d worker(s))", settings.host, settings.port, settings.workers)
-    common = {"log_level": "warning", "access_log": False, "timeout_graceful_shutdown": 5}
+    from genmodels.serving.connections import header_timeout_protocol
+
+    common = {"log_level": "warning", "access_log": False, "timeout_graceful_shutdown": 5,
+              "http": header_timeout_protocol(settings.header_timeout_seconds)}  # fmt: skip
     if settings.workers == 1:
         uvicorn.run(app, host=settings.host, port=settings.port, **common)
         return
@@ -99,7 +104,7 @@ def _pinned_graphs(options: dict[str, Any], settings: Any) -> Iterator[dict[str,
         return
     source = Path(settings.exported_dir)
     with tempfile.TemporaryDirectory(prefix="genmodels-serve-graphs-") as snapshot:
-        for folder in sorted(p for p in source.iterdir() if p.is_dir()) if source.is_dir() else []:
+        for folder in instance_folders(source):
             files = [*folder.glob("*.onnx"), folder / CHECKSUMS]
             for file in (f for f in files if f.is_file()):
                 (Path(snapshot) / folder.name).mkdir(exist_ok=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -27,7 +28,8 @@ InstanceName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$")]
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # strict: `batch_size: true` or `lr: "0.1"` is refused, not coerced to 1 or 0.1
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 class DomainParams(Strict):
@@ -605,6 +607,21 @@ class ServeParams(Strict):
     max_body_bytes: Annotated[int, Field(ge=1024)] = 4_000_000
     max_image_side: Annotated[int, Field(gt=0, le=8192)] = 512  # uploads: width and height
     max_upscale_side: Annotated[int, Field(gt=0, le=1024)] = 128  # /upscale input, after decode
+    # inferences running at once in a worker; the next max_waiting wait for a turn up to
+    # queue_timeout_seconds, the rest get 503 with Retry-After (memory grows with each one)
+    max_concurrent_inference: Annotated[int, Field(ge=1, le=256)] = 2
+    max_waiting: Annotated[int, Field(ge=0, le=100_000)] = 64
+    queue_timeout_seconds: Annotated[float, Field(gt=0, le=3600)] = 10.0
+    # onnxruntime's CPU arena: "shrink" gives back what a run took beyond the arena's first
+    # block, "off" allocates with malloc, "keep" holds its peak (onnxruntime's default)
+    arena: Literal["shrink", "off", "keep"] = "shrink"
+    # a worker's resident memory under 32 concurrent /upscale clients, at most (checked by
+    # `make faults`; the concurrency cap is what holds it)
+    max_rss_mb: Annotated[int, Field(ge=64)] = 1024
+    # a connection sends its request's headers within header_timeout_seconds and its body
+    # within body_timeout_seconds of them, or gets 408 and is closed
+    header_timeout_seconds: Annotated[float, Field(gt=0, le=3600)] = 10.0
+    body_timeout_seconds: Annotated[float, Field(gt=0, le=3600)] = 10.0
 
 
 class InferParams(Strict):
@@ -806,15 +823,52 @@ def parse_params(raw: Any, source: str = "params.yaml") -> Params:
         ) from None
 
 
+class DuplicateKeyError(yaml.YAMLError):
+    pass
+
+
+class _ParamsLoader(yaml.SafeLoader):
+    """YAML as DVC reads it: a repeated key is an error (PyYAML lets the last one win), and
+    1e-3 is a float (YAML 1.2; PyYAML's 1.1 reads it as a string)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        first_line: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *anchor` may be overridden
+                continue
+            key = self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            if key in first_line:
+                raise DuplicateKeyError(
+                    f"key {key!r} appears twice in one mapping, at lines {first_line[key]} and "
+                    f"{line}; keep one of them"
+                )
+            first_line[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
+_ParamsLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
+
+
+def read_yaml(path: Path) -> Any:
+    """A YAML file's data; a syntax error or a repeated key is a UserError naming the file."""
+    try:
+        return yaml.load(path.read_text(), Loader=_ParamsLoader)  # noqa: S506 (a SafeLoader)
+    except DuplicateKeyError as exc:
+        raise UserError(f"{path}: {exc}") from None
+    except yaml.YAMLError as exc:
+        raise UserError(f"{path}: not valid YAML ({exc}); fix the syntax and run again") from None
+
+
 def load_params(path: str | Path = "params.yaml") -> Params:
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: params file not found; run from the repository root")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise UserError(f"{path}: not valid YAML ({exc}); fix the syntax and run again") from None
-    return parse_params(raw, str(path))
+    return parse_params(read_yaml(path), str(path))
 
 
 def section_dict(params: Params, *path: str) -> dict:

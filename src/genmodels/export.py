@@ -8,12 +8,15 @@ symbolic batch and spatial axes, and it is the exporter torch maintains.
 from __future__ import annotations
 
 import copy
+import ctypes
 import logging
 import os
 import shutil
+import sys
 import time
 import warnings
 from collections.abc import Iterable, Sequence
+from errno import EINVAL, ENOSYS, EOPNOTSUPP, EPERM
 from pathlib import Path
 from typing import Any
 
@@ -276,14 +279,39 @@ def _hidden(folder: Path, role: str) -> Path:
     return folder.parent / f".{folder.name}.{role}"
 
 
+def _exchange(a: Path, b: Path) -> bool:
+    """Swaps two folders in one atomic step (Linux's renameat2 with RENAME_EXCHANGE); False
+    where the kernel, libc or file system cannot."""
+    if sys.platform != "linux":
+        return False
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (AttributeError, OSError):  # a libc without it (glibc < 2.28, musl < 1.2.5)
+        return False
+    at_cwd, rename_exchange = -100, 2
+    if renameat2(at_cwd, os.fsencode(a), at_cwd, os.fsencode(b), rename_exchange) == 0:
+        return True
+    errno = ctypes.get_errno()
+    if errno in (ENOSYS, EINVAL, EPERM, EOPNOTSUPP):  # not supported here
+        return False
+    raise OSError(errno, os.strerror(errno), str(b))
+
+
 def _swap_in(staging: Path, out_dir: Path) -> None:
-    """The checked graphs replace an instance's graphs as a whole: the old folder is renamed
-    aside, the new one renamed into place. A kill between the two renames leaves no folder
-    (nothing served for the instance, never a mix); the next export restores the old one."""
+    """The checked graphs replace an instance's graphs as a whole, by one rename: the first
+    export renames staging into place; later ones exchange the two folders atomically, so a
+    kill at any point leaves the old graphs or the new ones. Where exchange is not supported,
+    the old folder is renamed aside first: a kill between the two renames leaves no folder
+    (nothing served for the instance, never a mix) and the next export restores the old one."""
+    if not out_dir.exists():
+        os.rename(staging, out_dir)
+        return
+    if _exchange(staging, out_dir):
+        shutil.rmtree(staging, ignore_errors=True)  # now the old graphs
+        return
     previous = _hidden(out_dir, "previous")
     shutil.rmtree(previous, ignore_errors=True)
-    if out_dir.exists():
-        os.rename(out_dir, previous)
+    os.rename(out_dir, previous)
     os.rename(staging, out_dir)
     shutil.rmtree(previous, ignore_errors=True)
 

@@ -21,6 +21,7 @@ import numpy as np
 import onnxruntime as ort
 
 from genmodels import tracking
+from genmodels.checksums import instance_folders
 from genmodels.config import Bound
 
 log = logging.getLogger(__name__)
@@ -119,8 +120,7 @@ def example_inputs(path: str | Path, batch: int = 2, seed: int = 0) -> dict[str,
 def exported_families(exported_dir: str | Path) -> dict[str, str]:
     """instance -> family of every exported_dir/<instance>/ with a graph naming its family."""
     out = {}
-    root = Path(exported_dir)
-    for folder in sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []:
+    for folder in instance_folders(exported_dir):
         for path in sorted(folder.glob("*.onnx")):
             try:
                 session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])

@@ -147,6 +147,7 @@ def test_prepare_builds_the_transform_the_params_name(tmp_path):
     assert torch.equal(domains.train_b, expected["train_b"])
 
 
+@pytest.mark.faults
 def test_missing_or_damaged_domains_file_is_one_clear_error(tmp_path):
     with pytest.raises(UserError, match="dvc repro prepare"):
         load_domains(tmp_path)

@@ -64,6 +64,7 @@ def test_wrong_dimensions(idx, tmp_path):
         read_images(path)
 
 
+@pytest.mark.faults
 @pytest.mark.parametrize("suffix", ["", ".gz"])
 def test_truncated_images(idx, tmp_path, arrays, suffix):
     path = idx.raw(tmp_path / f"images{suffix}", idx.image_bytes(arrays[0])[:-5])
@@ -90,6 +91,7 @@ def test_trailing_bytes(idx, tmp_path, arrays):
         read_labels(labels_path)
 
 
+@pytest.mark.faults
 def test_corrupt_gzip(idx, tmp_path, arrays):
     path = idx.images(tmp_path / "images.gz", arrays[0])
     compressed = path.read_bytes()

@@ -144,6 +144,7 @@ def test_unpaired_domains_need_all_four_folders(tmp_path):
     }  # fmt: skip
 
 
+@pytest.mark.faults
 def test_a_broken_file_stops_the_run_with_its_name_unless_skipping_is_asked(tmp_path):
     good = [write_image(tmp_path / f"{i}.png") for i in range(3)]
     truncated = tmp_path / "truncated.png"

@@ -127,6 +127,7 @@ def test_load_prepared_missing(tmp_path):
         load_prepared(tmp_path / "nothing-here")
 
 
+@pytest.mark.faults
 def test_load_prepared_corrupt_file(small_dataset, tmp_path):
     prepare(data_params(tmp_path))
     broken = tmp_path / "prepared" / "test.pt"

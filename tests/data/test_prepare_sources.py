@@ -96,6 +96,7 @@ def test_folder_limits_equal_the_subset_of_the_whole_and_skip_decoding_the_rest(
     assert torch.equal(limited.test_images, whole.test_images)
 
 
+@pytest.mark.faults
 def test_an_unreadable_file_stops_prepare_or_is_skipped_and_listed(tmp_path):
     folder = class_folder(tmp_path / "pets", {"cat": 4, "dog": 4}, size=(8, 8))
     broken = folder / "cat" / "000.png"

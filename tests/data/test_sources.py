@@ -96,21 +96,57 @@ def test_all_missing_lists_every_place(raw_dir, debian_root):
     assert "data.download: true" in message
 
 
-def test_incomplete_folder_named_and_passed_over(idx, raw_dir, debian_root, caplog):
-    idx.dataset(raw_dir / "fashion_mnist")
-    (raw_dir / "fashion_mnist" / "t10k-labels-idx1-ubyte").unlink()
+@pytest.mark.faults
+@pytest.mark.parametrize("place", ["fashion_mnist", "FashionMNIST/raw", "."])
+def test_a_broken_copy_under_raw_dir_is_refused_not_replaced(idx, raw_dir, debian_root, place):
+    """Not a fallback to Debian's 70,000 images in place of the user's few hundred."""
+    folder = raw_dir / place
+    idx.dataset(folder)
+    idx.dataset(debian_root / "fashion-mnist")
+    (folder / "t10k-labels-idx1-ubyte").unlink()
 
-    with pytest.raises(UserError, match="incomplete, missing t10k-labels-idx1-ubyte"):
+    with pytest.raises(UserError) as caught:
+        load_idx_dataset("fashion_mnist", raw_dir, download=True, debian_root=debian_root)
+    message = str(caught.value)
+    assert f"{folder} holds a broken copy (incomplete: missing" in message
+    assert "incomplete: missing t10k-labels-idx1-ubyte[.gz]" in message
+    assert "complete it with the four IDX files" in message and "or remove it" in message
+
+
+@pytest.mark.faults
+def test_a_folder_where_an_idx_file_should_be_is_named(idx, raw_dir, debian_root):
+    idx.dataset(raw_dir / "fashion_mnist")
+    idx.dataset(debian_root / "fashion-mnist")
+    labels = raw_dir / "fashion_mnist" / "train-labels-idx1-ubyte"
+    labels.unlink()
+    labels.mkdir()
+
+    with pytest.raises(
+        UserError, match=r"holds a broken copy \(not a regular file: train-labels-idx1-ubyte\)"
+    ):
         locate_idx_files("fashion_mnist", raw_dir, download=False, debian_root=debian_root)
 
+
+@pytest.mark.faults
+def test_the_fallback_is_logged_with_the_path_used(idx, raw_dir, debian_root, caplog):
+    raw_dir.mkdir()
     idx.dataset(debian_root / "fashion-mnist")
-    with caplog.at_level(logging.WARNING):
-        assert origin_of("fashion_mnist", raw_dir, debian_root) == str(
-            debian_root / "fashion-mnist"
-        )
+    with caplog.at_level(logging.INFO):
+        origin = origin_of("fashion_mnist", raw_dir, debian_root)
+    assert origin == str(debian_root / "fashion-mnist")
+    assert f"{raw_dir} holds no copy; using {debian_root / 'fashion-mnist'}" in caplog.text
+
+
+@pytest.mark.faults
+def test_a_broken_system_copy_is_passed_over_by_name(idx, raw_dir, debian_root, caplog):
+    idx.dataset(debian_root / "fashion-mnist")
+    (debian_root / "fashion-mnist" / "t10k-labels-idx1-ubyte").unlink()
+    with caplog.at_level(logging.WARNING), pytest.raises(UserError, match="cannot find"):
+        locate_idx_files("fashion_mnist", raw_dir, download=False, debian_root=debian_root)
     assert "passing over" in caplog.text and "t10k-labels-idx1-ubyte" in caplog.text
 
 
+@pytest.mark.faults
 def test_corrupt_local_file_is_an_error_not_a_fallback(idx, raw_dir, debian_root):
     idx.dataset(raw_dir / "fashion_mnist")
     idx.dataset(debian_root / "fashion-mnist")

@@ -143,6 +143,7 @@ def test_flowers102_uses_its_setid_split_and_class_names(tmp_path, monkeypatch):
     assert test.classes[0] == "pink primrose" and len(test.classes) == 102
 
 
+@pytest.mark.faults
 def test_missing_or_damaged_files_and_a_failed_download_say_what_to_do(tmp_path, monkeypatch):
     with pytest.raises(UserError, match=r"cifar10: not found or damaged under .* expects "
                                         r"cifar-10-batches-py/.*data.download: true"):  # fmt: skip

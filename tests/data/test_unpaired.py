@@ -116,6 +116,7 @@ def test_an_empty_domain_folder_is_named(tmp_path):
         prepare(params(tmp_path, root))
 
 
+@pytest.mark.faults
 def test_an_unreadable_image_stops_the_run_unless_skipping_is_asked(tmp_path):
     root = unpaired_folder(tmp_path / "set")
     (root / "trainB" / "broken.png").write_bytes(b"not a PNG")

@@ -19,11 +19,12 @@ def exported_copy(tiny_exported, tmp_path) -> Path:
     return Path(shutil.copytree(tiny_exported, tmp_path / "exported"))
 
 
-def _serve(exported: Path, tmp_path: Path):
-    """`genmodels serve` on 127.0.0.1 in a subprocess: yields its base URL, then stops it."""
+def serve_in_subprocess(exported: Path, tmp_path: Path, serve: str = "{max_n: 64}"):
+    """`genmodels serve` on 127.0.0.1 in a subprocess (params `serve: <serve>`): yields its
+    base URL, then stops it."""
     port = free_port()
     params = tmp_path / "params.yaml"
-    params.write_text("models:\n  ae: {family: autoencoder, epochs: 1}\nserve: {max_n: 64}\n")
+    params.write_text(f"models:\n  ae: {{family: autoencoder, epochs: 1}}\nserve: {serve}\n")
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -51,10 +52,25 @@ def _serve(exported: Path, tmp_path: Path):
 
 @pytest.fixture
 def served(tiny_exported, tmp_path):
-    yield from _serve(tiny_exported, tmp_path)
+    yield from serve_in_subprocess(tiny_exported, tmp_path)
 
 
 @pytest.fixture
 def served_rgb(tmp_path):
     """The service on two RGB models that take any size (tiny_graphs.export_rgb_models)."""
-    yield from _serve(export_rgb_models(tmp_path / "exported"), tmp_path)
+    yield from serve_in_subprocess(export_rgb_models(tmp_path / "exported"), tmp_path)
+
+
+@pytest.fixture
+def serve_with(tiny_exported, tmp_path):
+    """Starts the service on the tiny graphs with the given `serve:` params; stops it after."""
+    running = []
+
+    def start(serve: str) -> str:
+        server = serve_in_subprocess(tiny_exported, tmp_path, serve)
+        running.append(server)
+        return next(server)
+
+    yield start
+    for server in running:
+        server.close()  # its finally: stops the process

@@ -354,6 +354,7 @@ class Overflowing(torch.nn.Module):
         return (energy - energy).view(-1, 1, 1, 1).expand(-1, 1, 28, 28)
 
 
+@pytest.mark.faults
 def test_a_non_finite_output_is_a_422_naming_the_input_never_bare_nan(tmp_path):
     """Latents this large overflow the decoder to NaN: the answer names z, as valid JSON."""
     meta = _meta("gan", "ovf", "generator", "generate", latent_dim=2)
@@ -370,6 +371,7 @@ def test_a_non_finite_output_is_a_422_naming_the_input_never_bare_nan(tmp_path):
                 assert detail.startswith("z: ") and "not finite" in detail
 
 
+@pytest.mark.faults
 def test_fields_are_strict_no_coercion_from_strings_or_booleans(client):
     image = png_b64(np.zeros((28, 28), np.uint8))
     cases = [

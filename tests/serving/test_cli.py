@@ -71,6 +71,7 @@ def test_upscale_takes_files_folders_and_globs_and_names_each_output_after_its_i
     assert "6 of 6 images written" in err
 
 
+@pytest.mark.faults
 def test_an_unreadable_file_is_named_the_rest_are_written_and_the_status_is_1(
     tiny_exported, tmp_path, capsys
 ):

@@ -6,22 +6,42 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import onnx
+import pytest
 import torch
 from fastapi.testclient import TestClient
 
-from genmodels.checksums import write_checksums
+from genmodels.checksums import read_checksums, sha256_bytes, write_checksums
 from genmodels.export import export_onnx
 from genmodels.serving import ModelStore, create_app
 from genmodels.training.recipe import Exportable
 
+pytestmark = pytest.mark.faults
 
-def test_corrupt_and_missing_graphs_are_unavailable_others_serve(exported_copy, families):
+
+def unverified_served(store: ModelStore) -> int:
+    """How many graphs the store serves whose file is not, byte for byte, what export recorded
+    (the fault suite's count: it must be zero)."""
+    count = 0
+    for model in store.models.values():
+        for graph in (g for g in model.graphs.values() if g.ok):
+            path = Path(graph.source)
+            recorded, _ = read_checksums(path.parent)
+            count += recorded.get(path.name) != sha256_bytes(path.read_bytes())
+    return count
+
+
+def test_corrupt_and_missing_graphs_are_unavailable_others_serve(
+    exported_copy, families, record_property
+):
     (exported_copy / "gan" / "generator.onnx").write_bytes(b"\x08\x07 this is not a protobuf")
     (exported_copy / "ae" / "decoder.onnx").unlink()
     # an instance params names but that was never exported
     store = ModelStore.scan(exported_copy, families | {"ae_never": "autoencoder"})
+    record_property("unverified_graphs_served", unverified_served(store))
+    assert unverified_served(store) == 0
     with TestClient(create_app(store)) as client:
         health = client.get("/health").json()
         assert health["status"] == "degraded"
@@ -77,7 +97,7 @@ def test_graph_off_the_contract_is_unavailable_with_the_reason(exported_copy):
     assert store.models["gan"].status == "ok"
 
 
-def test_a_graph_changed_after_export_is_never_served(exported_copy, families):
+def test_a_graph_changed_after_export_is_never_served(exported_copy, families, record_property):
     """4 KB overwritten in the middle of a decoder still parses, and once answered NaN pixels
     with a healthy /health: its sha256 no longer matches what export recorded."""
     graph = exported_copy / "vae2" / "decoder.onnx"
@@ -88,6 +108,8 @@ def test_a_graph_changed_after_export_is_never_served(exported_copy, families):
     graph.write_bytes(bytes(data))
     (exported_copy / "gan" / "checksums.json").unlink()  # nothing recorded: unverified
     store = ModelStore.scan(exported_copy, families)
+    record_property("unverified_graphs_served", unverified_served(store))
+    assert unverified_served(store) == 0
     with TestClient(create_app(store)) as client:
         health = client.get("/health").json()
         assert health["status"] == "degraded"

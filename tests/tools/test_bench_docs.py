@@ -278,3 +278,54 @@ def test_the_photo_upscaler_is_rendered_from_serve_json_or_named_when_missing(tm
     (bench / "serve.json").write_text(json.dumps(serve))
     rendered = bench_docs.render_deployment(page, bench)
     assert "old" not in rendered and "p99 612.9 ms" in rendered and "###" not in rendered
+
+
+def _setting(cap, arena, before, peak, after, p50, rps):
+    return {"max_concurrent_inference": cap, "arena": arena, "rss_before_mb": before,
+            "rss_peak_mb": peak, "rss_after_mb": after,
+            "returned_fraction": round((peak - after) / (peak - before), 3),
+            "burst": {"p50_ms": p50, "p99_ms": 2 * p50, "throughput_rps": rps, "errors": 0},
+            "single_client": {"p50_ms": p50 / 10}}  # fmt: skip
+
+
+def test_limits_section_tabulates_each_setting_and_the_targets():
+    limits = {
+        "machine": {"cpu_model": "Test CPU"},
+        "serve": {"max_rss_mb": 1024},
+        "upscale": {
+            "endpoint": "/upscale/srresnet",
+            "image": [128, 128],
+            "clients": 32,
+            "idle_seconds": 5.0,
+            "settings": {
+                "uncapped_arena_keep": _setting(256, "keep", 300.0, 2400.4, 2390.0, 3000.0, 9.5),
+                "capped_arena_shrink": _setting(2, "shrink", 300.0, 512.6, 331.2, 3100.0, 9.1),
+            },
+        },
+        "generate": {
+            "endpoint": "/generate/gan",
+            "clients": 32,
+            "settings": {"capped": _setting(2, "shrink", 1, 2, 1, 4.25, 2000.0)},
+        },
+        "targets": {
+            "latency_cost": {"cap_on_upscale": 0.0333, "arena_off": 0.081},
+            "chosen_arena": "shrink",
+            "arena_by_the_rule": "shrink",
+            "peak_below_max_rss_mb": True,
+            "memory_given_back": True,
+        },
+    }
+    text = bench_docs.limits_section(limits)
+    assert (
+        "| uncapped_arena_keep | 256 | keep | 300 | 2400 | 2390 | 0 % | 3000.0 | 6000.0 | 9.5 |"
+        in text
+    )
+    assert (
+        "| capped_arena_shrink | 2 | shrink | 300 | 513 | 331 | 85 % | 3100.0 | 6200.0 | 9.1 |"
+        in text
+    )
+    assert "and 5 s after the burst" in text
+    assert "capped (cap 2): p50 4.25 ms, p99 8.50 ms, 2000 req/s" in text
+    assert "cap on upscale 3.3 %, arena off 8.1 %" in text
+    assert "`serve.max_rss_mb` = 1024 MB: yes; memory given back: yes" in text
+    assert "run `make bench-limits`" in bench_docs.limits_section(None)

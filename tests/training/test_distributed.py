@@ -1,4 +1,5 @@
-"""Two processes under torchrun (gloo) train like one process with the same global batch."""
+"""Two processes (gloo, started by genmodels.training.launch as `make train-ddp` does) train like
+one process with the same global batch, and listen on loopback only."""
 
 from __future__ import annotations
 
@@ -31,10 +32,9 @@ WEIGHT_ATOL = 1e-4
 LOSS_RTOL = 1e-4
 
 
-def torchrun(ws, nproc: int, instance: str | None = None,
-             script: Path = REPO / "pipeline" / "train.py") -> subprocess.CompletedProcess:  # fmt: skip
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-               f"--nproc_per_node={nproc}", str(script)]  # fmt: skip
+def launch(ws, nproc: int, instance: str | None = None,
+           script: Path = REPO / "pipeline" / "train.py") -> subprocess.CompletedProcess:  # fmt: skip
+    command = [sys.executable, "-m", "genmodels.training.launch", f"--nproc={nproc}", str(script)]
     if instance is not None:
         command += ["--instance", instance]
     return subprocess.run(command, cwd=ws, env=stage_env(ws), capture_output=True, text=True,
@@ -45,8 +45,8 @@ def torchrun(ws, nproc: int, instance: str | None = None,
 def runs(digits_dir, tmp_path_factory):
     single = workspace(tmp_path_factory.mktemp("single"), PARAMS, digits_dir)
     double = workspace(tmp_path_factory.mktemp("ddp"), PARAMS, digits_dir)
-    one = torchrun(single, 1, "ae")
-    two = torchrun(double, 2, "ae")
+    one = launch(single, 1, "ae")
+    two = launch(double, 2, "ae")
     assert one.returncode == 0, one.stderr[-3000:]
     assert two.returncode == 0, two.stderr[-3000:]
     return single, double, two
@@ -85,7 +85,7 @@ def test_a_batch_that_does_not_split_is_a_clear_error(digits_dir, tmp_path):
     params = json.loads(json.dumps(PARAMS))
     params["models"]["ae"]["batch_size"] = 63
     ws = workspace(tmp_path, params, digits_dir)
-    result = torchrun(ws, 2, "ae")
+    result = launch(ws, 2, "ae")
     assert result.returncode != 0
     assert "batch_size 63 does not split over 2 processes" in result.stderr
 
@@ -100,7 +100,7 @@ def test_a_gan_plays_on_two_processes(digits_dir, tmp_path):
                          "batch_size": 32, "ema_decay": 0.9}},
     }  # fmt: skip
     ws = workspace(tmp_path, params, digits_dir)
-    result = torchrun(ws, 2, "g")
+    result = launch(ws, 2, "g")
     assert result.returncode == 0, result.stderr[-3000:]
     final = json.loads((ws / "metrics/train/g.json").read_text())
     assert final["processes"] == 2 and final["steps"] == 8 and "g_loss" in final
@@ -110,7 +110,7 @@ def test_a_gan_plays_on_two_processes(digits_dir, tmp_path):
 
 
 # -- each process its own noise -------------------------------------------------------------------
-# Run by torchrun in a workspace: the real recipes and Trainer on 2 processes, built as
+# Run by the launcher in a workspace: the real recipes and Trainer on 2 processes, built as
 # pipeline/train.py builds them (seeded, then the process group, then the recipe). Rank 0 saves
 # what every rank saw, gathered: a GAN's first latents and its weights once DDP wrapped it; the
 # CycleGAN's first history-pool draws; and, for a CycleGAN run interrupted after a checkpoint and
@@ -208,7 +208,7 @@ def probed(digits_dir, tmp_path_factory):
     ws = workspace(tmp_path_factory.mktemp("probe"), PROBE_PARAMS, digits_dir)
     tests = str(REPO / "tests")
     (ws / "probe.py").write_text(f"import sys\n\nsys.path.insert(0, {tests!r})\n" + PROBE)
-    result = torchrun(ws, 2, script=ws / "probe.py")
+    result = launch(ws, 2, script=ws / "probe.py")
     assert result.returncode == 0, result.stderr[-3000:]
     return torch.load(ws / "probe.pt", weights_only=True)
 
@@ -277,3 +277,46 @@ def test_one_process_keeps_its_noise_and_weights(digits_prepared, tmp_path, monk
     z = torch.randn(4, 8)
     torch.manual_seed(3 * 1009)
     assert torch.equal(z, torch.randn(4, 8))
+
+
+# -- listening on loopback only -------------------------------------------------------------------
+LISTENERS = """
+import json, os, sys
+from pathlib import Path
+
+sys.path.insert(0, {tests!r})
+from server_helpers import listening
+
+from genmodels.training import distributed
+
+world = distributed.world_from_env()
+distributed.start(world, distributed.torch.device("cpu"))
+if world.is_main:  # while every process is in the group: the launcher and both ranks
+    launcher = os.getppid()
+    pids = [launcher, *map(int, Path(f"/proc/{{launcher}}/task/{{launcher}}/children").read_text().split())]
+    found = sorted([pid, host, port] for pid in pids for host, port in listening(pid))
+    Path("listening.json").write_text(json.dumps({{"pids": pids, "listening": found}}))
+distributed.stop(world)
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="reads Linux's /proc/net")
+def test_one_machine_listens_on_loopback_only(digits_dir, tmp_path):
+    ws = workspace(tmp_path, PARAMS, digits_dir)
+    (ws / "listeners.py").write_text(LISTENERS.format(tests=str(REPO / "tests")))
+    result = launch(ws, 2, script=ws / "listeners.py")
+    assert result.returncode == 0, result.stderr[-3000:]
+    found = json.loads((ws / "listening.json").read_text())
+    assert len(found["pids"]) == 3  # the launcher and its two processes
+    assert found["listening"], "gloo's sockets were not seen"
+    for pid, host, port in found["listening"]:
+        assert host in ("127.0.0.1", "::1"), f"pid {pid} listens on {host}:{port}"
+
+
+def test_a_failing_process_stops_the_others(digits_dir, tmp_path):
+    ws = workspace(tmp_path, PARAMS, digits_dir)
+    (ws / "fails.py").write_text(
+        "import os, sys, time\nif os.environ['RANK'] == '1':\n    sys.exit(3)\ntime.sleep(120)\n"
+    )
+    result = launch(ws, 2, script=ws / "fails.py")
+    assert result.returncode == 3  # rank 1's status, rank 0 stopped well before its 120 s

@@ -152,6 +152,7 @@ RESUME_PARAMS = {
 }  # fmt: skip
 
 
+@pytest.mark.faults
 def test_killed_training_resumes_to_the_same_result(digits_dir, tmp_path):
     plain = workspace(tmp_path / "plain", RESUME_PARAMS, digits_dir)
     done = run_script("train.py", plain, "--instance", "ae")

@@ -19,6 +19,8 @@ IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".
 SUFFIX_LIST = "PNG, JPEG, WebP, BMP or TIFF"
 # formats whose orientation tag lives outside info["exif"] or usually comes with the file
 ORIENTED_FORMATS = frozenset({"JPEG", "MPO", "TIFF", "WEBP"})
+# what Pillow names the formats of IMAGE_SUFFIXES (JPEG files from phones may be MPO)
+IMAGE_FORMATS = frozenset({"PNG", "JPEG", "MPO", "WEBP", "BMP", "DIB", "TIFF"})
 
 
 def is_image_file(path: Path) -> bool:
@@ -35,7 +37,7 @@ def find_images(folder: Path) -> list[Path]:
     return found
 
 
-def _to_uint8(image: Image.Image) -> Image.Image:
+def to_8bit(image: Image.Image) -> Image.Image:
     """16-bit and float images (PNG, TIFF) brought to 8 bits by their range, not clipped."""
     if image.mode.startswith("I;16") or image.mode == "I":
         values = np.asarray(image, dtype=np.int64)
@@ -54,7 +56,7 @@ def fit(image: Image.Image, channels: int, size: int | None) -> Image.Image:
     image.load()  # decodes now: a truncated file fails here
     if image.format in ORIENTED_FORMATS or "exif" in image.info:  # reading EXIF costs time
         image = ImageOps.exif_transpose(image)
-    image = _to_uint8(image)
+    image = to_8bit(image)
     if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
         # transparent pixels shown on white, as a viewer does, not on black
         rgba = image.convert("RGBA")

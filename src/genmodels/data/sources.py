@@ -115,21 +115,27 @@ def sha256_file(path: Path) -> str:
 
 
 def find_idx_files(directory: Path) -> tuple[dict[str, Path] | None, str]:
-    """The four IDX files in `directory`, or None and why not."""
+    """The four IDX files in `directory`, or None and why not ("broken: ..." when some are
+    there but not all of them are usable)."""
     if not directory.is_dir():
         return None, "not found"
     found: dict[str, Path] = {}
+    not_files: list[str] = []
     for name in IDX_FILE_NAMES:
         # plain first: torchvision keeps both the .gz and the file it extracted
         candidates = [directory / name, directory / f"{name}.gz"]
         path = next((p for p in candidates if p.is_file()), None)
         if path is not None:
             found[name] = path
+        else:
+            not_files += [p.name for p in candidates if p.exists()]  # a folder, a socket...
     missing = [name for name in IDX_FILE_NAMES if name not in found]
-    if not found:
+    if not found and not not_files:
         return None, "no IDX files there"
+    if not_files:
+        return None, "broken, not a regular file: " + ", ".join(not_files)
     if missing:
-        return None, "incomplete, missing " + ", ".join(f"{m}[.gz]" for m in missing)
+        return None, "broken, incomplete: missing " + ", ".join(f"{m}[.gz]" for m in missing)
     return found, ""
 
 
@@ -152,14 +158,22 @@ def locate_idx_files(
     raw_dir = Path(raw_dir)
     torchvision_dir = raw_dir / spec.torchvision_class / "raw"
     debian_dir = Path(DEBIAN_ROOT if debian_root is None else debian_root) / spec.debian_name
-    places = [raw_dir / name, torchvision_dir, raw_dir, debian_dir]
+    users_places = [raw_dir / name, torchvision_dir, raw_dir]
     tried: list[str] = []
-    for directory in places:
+    for directory in [*users_places, debian_dir]:
         files, why_not = find_idx_files(directory)
         if files is not None:
+            if directory == debian_dir:
+                logger.info("%s: %s holds no copy; using %s", name, raw_dir, directory)
             return IdxLocation(origin=str(directory), files=files)
-        if why_not.startswith("incomplete"):
-            # likely a half-copied set the user meant to use: say why it is passed over
+        if why_not.startswith("broken") and directory in users_places:
+            # the copy the user meant to use: preparing another one instead would hide it
+            raise UserError(
+                f"{name}: {directory} holds a broken copy ({why_not.removeprefix('broken, ')}); complete it with the "
+                f"four IDX files ({', '.join(IDX_FILE_NAMES)}; plain or .gz), or remove it to "
+                "use another copy"
+            )
+        if why_not.startswith("broken"):
             logger.warning("%s: passing over %s: %s", name, directory, why_not)
         tried.append(f"{directory}: {why_not}")
 

@@ -1,11 +1,12 @@
 """The HTTP app: FastAPI over the model store; JSON or PNG out, 4xx with a message on bad input.
 
-Request bodies are JSON (Content-Type: application/json); images travel as base64 PNG or JPEG
+Request bodies are JSON (Content-Type: application/json); images travel as base64 files (PNG, JPEG, WebP, BMP, TIFF)
 in an `image` field. docs/deployment.md lists every endpoint.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -67,7 +68,7 @@ class DecodeBody(Body):
 
 
 class ImageBody(Body):
-    image: str  # base64 PNG or JPEG, a data: URL prefix allowed
+    image: str  # a base64 image file (PNG, JPEG, WebP, BMP, TIFF), a data: URL prefix allowed
     invert: bool = False  # dark object on a light background: invert to the training look
     convert: bool = True  # grayscale <-> RGB as the model takes it; false: refuse the other kind
 
@@ -80,11 +81,14 @@ class TranslateBody(ImageBody):
 
 
 class RequestGuard:
-    """POST bodies must be JSON and at most max_bytes (by Content-Length or while read)."""
+    """POST bodies must be JSON, at most max_bytes (by Content-Length or while read), and all
+    in within body_timeout seconds of their headers (else 408: a client that declares a body
+    and never sends it does not hold the connection)."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int):
+    def __init__(self, app: ASGIApp, max_bytes: int, body_timeout: float = 10.0):
         self.app = app
         self.max_bytes = max_bytes
+        self.body_timeout = body_timeout
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] != "POST":
@@ -105,14 +109,27 @@ class RequestGuard:
             await response(scope, receive, send)
             return
         seen = 0
+        complete = False
+        deadline = asyncio.get_running_loop().time() + self.body_timeout
 
         async def limited() -> Message:
-            nonlocal seen
-            message = await receive()
+            nonlocal seen, complete
+            if complete:  # after the body, receive() waits for a disconnect: no deadline
+                return await receive()
+            left = deadline - asyncio.get_running_loop().time()
+            try:
+                message = await asyncio.wait_for(receive(), max(left, 0.0))
+            except TimeoutError:
+                raise ApiError(
+                    408,
+                    f"request body not received within {self.body_timeout:g} s of its headers",
+                    headers={"Connection": "close"},  # the rest of the body is not waited for
+                ) from None
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.max_bytes:  # a chunked body has no Content-Length
                     raise ApiError(413, self._too_large())
+                complete = not message.get("more_body", False)
             return message
 
         await self.app(scope, limited, send)
@@ -212,6 +229,44 @@ def _matrix(rows: list[list[float]], what: str, width: int, max_n: int) -> np.nd
     return array
 
 
+class InferenceGate:
+    """At most `limit` inferences at once in this worker (each holds its activations in
+    memory); the next `max_waiting` requests wait up to `timeout` seconds for a turn, and the
+    others get 503 with Retry-After at once."""
+
+    def __init__(self, limit: int, max_waiting: int, timeout: float):
+        self.limit, self.max_waiting, self.timeout = limit, max_waiting, timeout
+        self.slots = asyncio.Semaphore(limit)
+        self.running = self.waiting = self.refused = 0
+
+    def _busy(self, why: str) -> ApiError:
+        self.refused += 1
+        return ApiError(503, f"busy: {why}; try again shortly", headers={"Retry-After": "1"})
+
+    async def run(self, graph: Graph, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        if self.slots.locked():
+            if self.waiting >= self.max_waiting:
+                raise self._busy(f"{self.limit} inferences running and {self.waiting} waiting")
+            self.waiting += 1
+            try:
+                await asyncio.wait_for(self.slots.acquire(), self.timeout)
+            except TimeoutError:
+                raise self._busy(f"no turn within {self.timeout:g} s") from None
+            finally:
+                self.waiting -= 1
+        else:
+            await self.slots.acquire()
+        self.running += 1
+        try:
+            return await _infer(graph, feed)
+        finally:
+            self.running -= 1
+            self.slots.release()
+
+    def as_json(self) -> dict[str, int]:
+        return {"running": self.running, "waiting": self.waiting, "refused": self.refused}
+
+
 async def _infer(graph: Graph, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Small inputs run on the event loop, the rest on worker threads."""
     first = next(iter(feed.values()))
@@ -269,7 +324,15 @@ def create_app(store: ModelStore, settings: ServeParams | None = None) -> FastAP
     )
     app.state.store = store
     app.state.settings = settings
-    app.add_middleware(RequestGuard, max_bytes=settings.max_body_bytes)
+    gate = InferenceGate(
+        settings.max_concurrent_inference, settings.max_waiting, settings.queue_timeout_seconds
+    )
+    app.state.gate = gate
+    app.add_middleware(
+        RequestGuard,
+        max_bytes=settings.max_body_bytes,
+        body_timeout=settings.body_timeout_seconds,
+    )
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -319,7 +382,8 @@ def create_app(store: ModelStore, settings: ServeParams | None = None) -> FastAP
         statuses = {m["status"] for m in models.values()}
         overall = "ok" if statuses == {"ok"} else ("unavailable" if not models else "degraded")
         # the worker process answering: tells apart the workers of `serve --workers N`
-        return {"status": overall, "origin": store.origin, "worker": os.getpid(), "models": models}
+        return {"status": overall, "origin": store.origin, "worker": os.getpid(),
+                "inference": gate.as_json(), "models": models}  # fmt: skip
 
     @app.get("/models")
     def models() -> dict[str, Any]:
@@ -330,6 +394,7 @@ def create_app(store: ModelStore, settings: ServeParams | None = None) -> FastAP
                 "max_body_bytes": settings.max_body_bytes,
                 "max_image_side": settings.max_image_side,
                 "max_upscale_side": settings.max_upscale_side,
+                "max_concurrent_inference": settings.max_concurrent_inference,
             },
         }
 
@@ -374,7 +439,7 @@ def create_app(store: ModelStore, settings: ServeParams | None = None) -> FastAP
             extra["labels"] = feed["label"].tolist()
         elif body.labels is not None:
             raise ApiError(422, f"model {name!r} is not conditional: drop 'labels'")
-        out = await _infer(graph, feed)
+        out = await gate.run(graph, feed)
         extra["z"] = z.tolist()
         return _respond(request, model, graph, out[graph.image_output], "z", body.nrow, extra)
 
@@ -382,7 +447,7 @@ def create_app(store: ModelStore, settings: ServeParams | None = None) -> FastAP
     async def decode(name: str, body: DecodeBody, request: Request) -> Response:
         model, graph = lookup(name, "decode", lambda m: m.decoder)
         z = _matrix(body.z, "z", graph.latent_dim, settings.max_n)
-        out = await _infer(graph, {"z": z})
+        out = await gate.run(graph, {"z": z})
         return _respond(request, model, graph, out[graph.image_output], "z", body.nrow)
 
     @app.post("/reconstruct/{name}")
@@ -393,10 +458,10 @@ def create_app(store: ModelStore, settings: ServeParams | None = None) -> FastAP
 
         model, (encoder, decoder) = lookup(name, "reconstruct", both)
         image = _image_input(body, encoder, settings, resize_to=True)
-        codes = await _infer(encoder, {"image": image})
+        codes = await gate.run(encoder, {"image": image})
         # a VAE reconstructs from the posterior mean; an autoencoder from its code
         z = codes.get("mean", codes.get("z", next(iter(codes.values()))))
-        out = await _infer(decoder, {"z": z.astype(np.float32)})
+        out = await gate.run(decoder, {"z": z.astype(np.float32)})
         extra = {"z": z.tolist(), "input": image.tolist()}
         return _respond(request, model, decoder, out[decoder.image_output], "image", None, extra)
 
@@ -405,7 +470,7 @@ def create_app(store: ModelStore, settings: ServeParams | None = None) -> FastAP
         direction = body.direction
         model, graph = lookup(name, f"translate {direction}", lambda m: m.translator(direction))
         image = _image_input(body, graph, settings, resize_to=True)
-        out = await _infer(graph, {"image": image})
+        out = await gate.run(graph, {"image": image})
         images = out[graph.image_output]
         return _respond(request, model, graph, images, "image", None, {"direction": direction})
 
@@ -420,7 +485,7 @@ def create_app(store: ModelStore, settings: ServeParams | None = None) -> FastAP
                 f"image: {image.shape[3]}x{image.shape[2]} is larger than the upscale limit "
                 f"of {settings.max_upscale_side} pixels a side",
             )
-        out = await _infer(graph, {"image": image})
+        out = await gate.run(graph, {"image": image})
         extra = {"scale": graph.meta_int("scale")}
         return _respond(request, model, graph, out[graph.image_output], "image", None, extra)
 

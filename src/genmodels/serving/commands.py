@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from genmodels.checksums import instance_folders
 from genmodels.errors import UserError
 from genmodels.serving.files import (
     FileFailure,
@@ -70,8 +71,7 @@ def _load(args: argparse.Namespace) -> tuple[ServedModel, Any]:
 
 
 def _known_instances(exported_dir: str, expected: dict[str, str]) -> str:
-    root = Path(exported_dir)
-    found = {p.name for p in root.iterdir() if p.is_dir()} if root.is_dir() else set()
+    found = {p.name for p in instance_folders(exported_dir)}
     return ", ".join(sorted(found | set(expected)))
 
 

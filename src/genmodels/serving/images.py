@@ -13,6 +13,8 @@ import zlib
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from genmodels.data.pictures import IMAGE_FORMATS, SUFFIX_LIST, to_8bit
+
 
 class ImageError(ValueError):
     """An uploaded image the service cannot use; the message says why."""
@@ -28,8 +30,8 @@ GRAY_MODES = frozenset({"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F"})
 def decode_base64_image(
     data: str, max_side: int, channels: int = 1, convert: bool = True
 ) -> np.ndarray:
-    """A base64 PNG or JPEG (a data: URL prefix is allowed) as float32 [C, H, W] in [0, 1],
-    grayscale (C = 1) or RGB (C = 3) as the model takes it.
+    """A base64 image file (PNG, JPEG, WebP, BMP or TIFF; a data: URL prefix is allowed) as
+    float32 [C, H, W] in [0, 1], grayscale (C = 1) or RGB (C = 3) as the model takes it.
 
     Width and height above max_side are refused before the pixels are decoded. With convert
     off, an image of the other kind (grayscale for an RGB model, colour for a grayscale one) is
@@ -40,17 +42,15 @@ def decode_base64_image(
     try:
         raw = base64.b64decode(data, validate=True)
     except (binascii.Error, ValueError):
-        raise ImageError(
-            "image: not valid base64; send the PNG or JPEG file base64-encoded"
-        ) from None
+        raise ImageError("image: not valid base64; send the image file base64-encoded") from None
     if not raw:
         raise ImageError("image: empty")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             img = Image.open(io.BytesIO(raw))
-            if img.format not in ("PNG", "JPEG"):
-                raise ImageError(f"image: {img.format} is not supported; send a PNG or a JPEG")
+            if img.format not in IMAGE_FORMATS:
+                raise ImageError(f"image: {img.format} is not supported; send a {SUFFIX_LIST}")
             width, height = img.size
             if width > max_side or height > max_side:
                 raise ImageError(
@@ -62,7 +62,7 @@ def decode_base64_image(
     except ImageError:
         raise
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise ImageError(f"image: cannot be decoded as PNG or JPEG ({exc})") from None
+        raise ImageError(f"image: cannot be decoded as {SUFFIX_LIST} ({exc})") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise ImageError("image: too many pixels", status=413) from None
     gray = is_grayscale(img)
@@ -72,6 +72,7 @@ def decode_base64_image(
             f"image: {have}, but this model takes {need} images; send {article} {need} image or set "
             '"convert": true'
         )
+    img = to_8bit(img)  # 16-bit and float pixels by their range: 49152 of 65535 is 0.75, not 1
     if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
         # transparent pixels count as background (black, as in the training data)
         rgba = img.convert("RGBA")

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
-from genmodels.checksums import CHECKSUMS, read_checksums, sha256_bytes
+from genmodels.checksums import CHECKSUMS, instance_folders, read_checksums, sha256_bytes
 from genmodels.families import FAMILIES, TASKS, task_of
 
 log = logging.getLogger(__name__)
@@ -50,6 +50,7 @@ class Graph:
     outputs: list[TensorInfo] = field(default_factory=list)
     task: str | None = None
     error: str | None = None
+    run_options: ort.RunOptions | None = None  # the arena's shrinkage after each run
 
     @property
     def ok(self) -> bool:
@@ -121,7 +122,8 @@ class Graph:
         if self.session is None:
             raise RuntimeError(f"{self.instance}/{self.name} is unavailable: {self.error}")
         names = [o.name for o in self.outputs]
-        return dict(zip(names, self.session.run(names, dict(feed)), strict=True))
+        outputs = self.session.run(names, dict(feed), self.run_options)
+        return dict(zip(names, outputs, strict=True))
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -263,15 +265,31 @@ def _check_contract(graph: Graph) -> str | None:
     return None
 
 
-def session_options(intra_op_threads: int, inter_op_threads: int,
-                    spinning: bool = False) -> ort.SessionOptions:  # fmt: skip
+ARENAS = ("shrink", "off", "keep")
+
+
+def session_options(intra_op_threads: int, inter_op_threads: int, spinning: bool = False,
+                    arena: str = "keep") -> ort.SessionOptions:  # fmt: skip
     options = ort.SessionOptions()
+    options.enable_cpu_mem_arena = arena != "off"
     options.intra_op_num_threads = intra_op_threads
     options.inter_op_num_threads = inter_op_threads
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     # the service's own thread pool runs requests side by side: no spinning on 2 cores
     # (onnxruntime's default, spinning, suits one caller spreading one graph over the cores)
     options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
+    return options
+
+
+def arena_run_options(arena: str) -> ort.RunOptions | None:
+    """With "shrink", each run hands the arena's memory beyond its initial block back (the
+    burst of one request does not stay resident); None leaves onnxruntime's default."""
+    if arena not in ARENAS:
+        raise ValueError(f"arena must be one of {', '.join(ARENAS)}, not {arena!r}")
+    if arena != "shrink":
+        return None
+    options = ort.RunOptions()
+    options.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
     return options
 
 
@@ -385,6 +403,7 @@ class ModelStore:
         intra_op_threads: int = 1,
         inter_op_threads: int = 1,
         only: str | None = None,
+        arena: str = "keep",
     ) -> ModelStore:
         """Graphs under exported_dir/<instance>/*.onnx (`only`: that instance alone).
 
@@ -392,9 +411,9 @@ class ModelStore:
         be there: a missing one is listed as unavailable rather than silently absent.
         """
         root = Path(exported_dir)
-        options = session_options(intra_op_threads, inter_op_threads)
+        options = session_options(intra_op_threads, inter_op_threads, arena=arena)
         expected = dict(expected or {})
-        found = sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+        found = [p.name for p in instance_folders(root)]
         instances = set(found) | set(expected)
         if only is not None:
             instances &= {only}
@@ -411,6 +430,7 @@ class ModelStore:
                 missing = unverified or f"{folder / CHECKSUMS} has no entry for {file}"
                 graph = load_graph(instance, name, folder / file, options, family,
                                    sha256=sums.get(file), unverified=missing)  # fmt: skip
+                graph.run_options = arena_run_options(arena)
                 model.graphs[name] = graph
                 if model.family is None:
                     model.family = graph.metadata.get("family")
@@ -431,6 +451,7 @@ class ModelStore:
         inter_op_threads: int = 1,
         cache_dir: str | Path | None = None,
         only: str | None = None,
+        arena: str = "keep",
     ) -> ModelStore:
         """The `alias` versions of <instance>-<graph> in the MLflow registry (`only`: that
         instance alone).
@@ -441,7 +462,7 @@ class ModelStore:
         from genmodels import tracking  # mlflow only when the registry is asked for
 
         tracking.configure()
-        options = session_options(intra_op_threads, inter_op_threads)
+        options = session_options(intra_op_threads, inter_op_threads, arena=arena)
         cache = Path(cache_dir or tempfile.mkdtemp(prefix="genmodels-serve-"))
         champions = tracking.alias_versions(alias)
         wanted: dict[str, dict[str, str | None]] = {}
@@ -494,6 +515,7 @@ class ModelStore:
                     sha256=version.tags.get("onnx_sha256"),
                     unverified=f"{registered} version {version.version} has no onnx_sha256 tag",
                 )
+                model.graphs[name].run_options = arena_run_options(arena)
                 model.family = model.family or model.graphs[name].metadata.get("family")
             models[instance] = model
             _log_model(model)

@@ -1,6 +1,7 @@
-"""Training on several processes with PyTorch's own engine: torchrun launches the processes,
-torch.distributed connects them (gloo on the CPU, nccl on CUDA), DistributedDataParallel keeps
-their gradients in step. A process started without torchrun is a world of one.
+"""Training on several processes with PyTorch's own engine: genmodels.training.launch (one
+machine, loopback only) or torchrun (several machines) starts the processes, torch.distributed
+connects them (gloo on the CPU, nccl on CUDA), DistributedDataParallel keeps their gradients in
+step. A process started alone is a world of one.
 """
 
 from __future__ import annotations
@@ -51,7 +52,13 @@ def start(world: World, device: torch.device) -> torch.device:
         device = torch.device("cuda", world.local_rank)
     backend = "nccl" if device.type == "cuda" else "gloo"
     if not dist.is_initialized():
-        dist.init_process_group(backend)
+        rendezvous = os.environ.get("GENMODELS_RENDEZVOUS")  # genmodels.training.launch's file
+        if rendezvous:
+            dist.init_process_group(
+                backend, init_method=rendezvous, rank=world.rank, world_size=world.size
+            )
+        else:  # torchrun's env:// store
+            dist.init_process_group(backend)
     log.info("rank %d of %d on %s (%s)", world.rank, world.size, device, backend)
     return device
 
