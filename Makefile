@@ -77,7 +77,7 @@ test: setup lint browser  ## ruff, then the whole pytest suite (unit + end-to-en
 
 # The tests marked `faults` (part of `make test` too), each case's outcome written down.
 faults: setup  ## malformed requests, kill points, corrupt files: each case -> reports/faults.json
-	$(RUN) pytest -q -m faults -n $(TEST_WORKERS) --dist loadfile --faults-report reports/faults.json
+	$(RUN) pytest -q -m faults -n $(TEST_WORKERS) --dist loadfile --faults-report=reports/faults.json
 
 bench-limits: setup  ## serve's memory and latency under 32 /upscale clients, per limit -> reports/bench/limits.json
 	$(RUN) python tools/bench_limits.py
