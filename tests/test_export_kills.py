@@ -92,12 +92,18 @@ def _shifted(shift: float):
     return graphs
 
 
+def _inputs() -> dict[str, tuple[str, np.ndarray]]:
+    """graph -> its input's name and fixed values: what tells old graphs from new ones."""
+    generator = np.random.default_rng(1)
+    return {"encoder": ("image", generator.random((3, 1, 28, 28), dtype=np.float32)),
+            "decoder": ("z", generator.standard_normal((3, 8), dtype=np.float32))}  # fmt: skip
+
+
 def _outputs(graphs) -> dict[str, np.ndarray]:
-    """Each graph's output on fixed inputs: what tells old graphs from new ones."""
-    torch.manual_seed(1)
-    feeds = {"encoder": torch.rand(3, 1, 28, 28), "decoder": torch.randn(3, 8)}
+    """Each graph's output in torch on the fixed inputs."""
+    inputs = _inputs()
     with torch.no_grad():
-        return {g.name: g.module(feeds[g.name]).numpy() for g in graphs}
+        return {g.name: g.module(torch.from_numpy(inputs[g.name][1])).numpy() for g in graphs}
 
 
 def _served(exported: Path) -> tuple[str, dict[str, np.ndarray], int]:
@@ -106,14 +112,12 @@ def _served(exported: Path) -> tuple[str, dict[str, np.ndarray], int]:
     store = ModelStore.scan(exported, expected={INSTANCE: "autoencoder"})
     assert list(store.models) == [INSTANCE]  # a killed export's hidden folders are no instance
     model = store.get(INSTANCE)
-    torch.manual_seed(1)
-    feeds = {"encoder": {"image": torch.rand(3, 1, 28, 28).numpy()},
-             "decoder": {"z": torch.randn(3, 8).numpy()}}  # fmt: skip
+    inputs = _inputs()
     recorded, _ = read_checksums(exported / INSTANCE)
     outputs, unverified = {}, 0
     for name, graph in model.graphs.items():
         if graph.ok:
-            outputs[name] = next(iter(graph.run(feeds[name]).values()))
+            outputs[name] = next(iter(graph.run(dict([inputs[name]])).values()))
             file = Path(graph.source)
             unverified += recorded.get(file.name) != sha256_bytes(file.read_bytes())
     return model.status, outputs, unverified
@@ -145,8 +149,9 @@ def _leftovers(exported: Path) -> list[str]:
 
 
 @pytest.mark.parametrize("point", list(KILL_POINTS))
-def test_a_killed_export_leaves_whole_graphs_and_the_next_one_swaps_in(tmp_path, point,
-                                                                       record_property):  # fmt: skip
+def test_a_killed_export_leaves_whole_graphs_and_the_next_one_swaps_in(
+    tmp_path, point, record_property
+):
     exported = tmp_path / "exported"
     old_graphs, new_graphs = _shifted(0.0), _shifted(0.05)
     old, new = _outputs(old_graphs), _outputs(new_graphs)
@@ -173,8 +178,8 @@ def test_a_killed_export_leaves_whole_graphs_and_the_next_one_swaps_in(tmp_path,
             "checksums.json",
             *GRAPHS,
         ]
-    assert _leftovers(exported) == ([] if expected is None else
-                                    [f"{INSTANCE}/{g}" for g in ["checksums.json", *GRAPHS]])  # fmt: skip
+    served_files = [f"{INSTANCE}/{g}" for g in ["checksums.json", *GRAPHS]]
+    assert _leftovers(exported) == ([] if expected is None else served_files)
 
     # the next export clears what the killed one left and swaps its graphs in whole
     export_and_check(_shifted(0.05), exported / INSTANCE, **EXPORT)

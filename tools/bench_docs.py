@@ -329,7 +329,8 @@ def limits_section(limits: dict | None) -> str:
                       for name, v in targets.get("latency_cost", {}).items())  # fmt: skip
     serve = limits.get("serve", {})
     out += ["", f"Latency cost at p50 under the burst: {costs}. `serve.arena` is "
-            f"`{targets.get('chosen_arena')}` (the rule picks `{targets.get('arena_by_the_rule')}`); "
+            f"`{targets.get('chosen_arena')}` (the rule picks "
+            f"`{targets.get('arena_by_the_rule')}`); "
             f"peak within `serve.max_rss_mb` = {cell(serve.get('max_rss_mb'))} MB: "
             f"{cell(targets.get('peak_below_max_rss_mb'))}; memory given back: "
             f"{cell(targets.get('memory_given_back'))}. Processor "

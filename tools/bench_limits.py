@@ -1,4 +1,4 @@
-"""make bench-limits: what the service's limits cost and what they bound -> reports/bench/limits.json.
+"""make bench-limits: what the service's limits cost and bound -> reports/bench/limits.json.
 
 `genmodels serve` (one worker) under 32 concurrent keep-alive clients of /upscale, each sending a
 128x128 photo to the photo profile's upscaler, once per setting: no cap with onnxruntime's arena
@@ -26,7 +26,7 @@ import onnxruntime as ort
 import yaml
 
 from bench_docs import update_docs
-from bench_serve import _png, http_load, real_photo, start_service
+from bench_serve import _health_worker, _png, http_load, real_photo, start_service
 from genmodels.config import load_params, read_yaml
 from genmodels.errors import UserError
 from genmodels.io import write_json
@@ -50,14 +50,6 @@ def worker_memory(pid: int) -> dict[str, float]:
     return {"rss_mb": fields["VmRSS"], "peak_mb": fields["VmHWM"]}
 
 
-def worker_pid(port: int) -> int:
-    import json
-    import urllib.request
-
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=10) as answer:
-        return int(json.loads(answer.read())["worker"])
-
-
 def serve_params(profile_params: Path, folder: Path, **serve) -> Path:
     """A copy of the profile's params with these serve settings, in `folder`."""
     params = read_yaml(profile_params)
@@ -73,7 +65,7 @@ def measure(params_path: Path, exported: Path, endpoint: str, body: dict, client
     under `clients` and of a single client."""
     proc, port = start_service(str(params_path), str(exported), workers=1)
     try:
-        pid = worker_pid(port)
+        pid = _health_worker(port)  # the one worker, up: start_service waited for it
         single = http_load(port, endpoint, body, clients=1, total=20)  # also the warm-up
         before = worker_memory(pid)
         burst = http_load(port, endpoint, body, clients=clients, total=requests)
@@ -194,9 +186,10 @@ def main(args) -> None:
     }
     write_json(Path(args.out), report)
     for name, r in upscale["settings"].items():
+        burst = r["burst"]
         print(f"{name:22s} RSS {r['rss_before_mb']:7.1f} -> peak {r['rss_peak_mb']:7.1f} -> "
-              f"after {r['rss_after_mb']:7.1f} MB  p50 {r['burst']['p50_ms']:8.1f} ms  "
-              f"p99 {r['burst']['p99_ms']:8.1f} ms  {r['burst']['throughput_rps']:6.1f} req/s")  # fmt: skip
+              f"after {r['rss_after_mb']:7.1f} MB  p50 {burst['p50_ms']:8.1f} ms  "
+              f"p99 {burst['p99_ms']:8.1f} ms  {burst['throughput_rps']:6.1f} req/s")  # fmt: skip
     print("targets:", report["targets"])
     print(f"written to {args.out}")
     if Path(args.out).resolve() == Path("reports/bench/limits.json").resolve():

@@ -1,7 +1,7 @@
 """The HTTP app: FastAPI over the model store; JSON or PNG out, 4xx with a message on bad input.
 
-Request bodies are JSON (Content-Type: application/json); images travel as base64 files (PNG, JPEG, WebP, BMP, TIFF)
-in an `image` field. docs/deployment.md lists every endpoint.
+Request bodies are JSON (Content-Type: application/json); images travel as base64 files (PNG,
+JPEG, WebP, BMP, TIFF) in an `image` field. docs/deployment.md lists every endpoint.
 """
 
 from __future__ import annotations

@@ -411,6 +411,7 @@ class ModelStore:
         be there: a missing one is listed as unavailable rather than silently absent.
         """
         root = Path(exported_dir)
+        run_options = arena_run_options(arena)
         options = session_options(intra_op_threads, inter_op_threads, arena=arena)
         expected = dict(expected or {})
         found = [p.name for p in instance_folders(root)]
@@ -430,7 +431,7 @@ class ModelStore:
                 missing = unverified or f"{folder / CHECKSUMS} has no entry for {file}"
                 graph = load_graph(instance, name, folder / file, options, family,
                                    sha256=sums.get(file), unverified=missing)  # fmt: skip
-                graph.run_options = arena_run_options(arena)
+                graph.run_options = run_options
                 model.graphs[name] = graph
                 if model.family is None:
                     model.family = graph.metadata.get("family")
@@ -462,6 +463,7 @@ class ModelStore:
         from genmodels import tracking  # mlflow only when the registry is asked for
 
         tracking.configure()
+        run_options = arena_run_options(arena)
         options = session_options(intra_op_threads, inter_op_threads, arena=arena)
         cache = Path(cache_dir or tempfile.mkdtemp(prefix="genmodels-serve-"))
         champions = tracking.alias_versions(alias)
@@ -515,7 +517,7 @@ class ModelStore:
                     sha256=version.tags.get("onnx_sha256"),
                     unverified=f"{registered} version {version.version} has no onnx_sha256 tag",
                 )
-                model.graphs[name].run_options = arena_run_options(arena)
+                model.graphs[name].run_options = run_options
                 model.family = model.family or model.graphs[name].metadata.get("family")
             models[instance] = model
             _log_model(model)
