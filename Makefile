@@ -7,7 +7,7 @@ DATASET_DIR := /usr/share/datasets/fashion-mnist
 
 .PHONY: help setup dataset repro repro-photos demo evaluate test lint format mlflow-ui clean-checkpoints
 .PHONY: browser serve register bench bench-serve bench-prepare bench-photos bench-docs train-ddp ablation
-.PHONY: faults bench-limits
+.PHONY: faults bench-limits modes
 
 MODEL ?= gan
 NPROC ?= 2
@@ -64,6 +64,10 @@ bench-docs: $(if $(findstring .tools/bin/uv,$(UV)),.tools/bin/uv)  ## render doc
 # GAN losses at an equal budget, as `dvc exp run` experiments; e.g. ABLATION_ARGS="--steps 3748"
 ablation: setup  ## the GAN loss ablation -> reports/ablation/gan.{json,md}
 	$(RUN) python tools/ablation.py $(ABLATION_ARGS)
+
+# Mode collapse on the papers' 2-D mixtures, every loss and technique, 10 seeds; e.g. MODES_ARGS="--updates 1000"
+modes: setup  ## ring of 8 and grid of 25: modes, high-quality share, KL, oscillation -> reports/modes.{json,md}
+	$(RUN) python tools/modes.py $(MODES_ARGS)
 
 evaluate: setup  ## evaluate every instance and print the metrics table
 	$(RUN) dvc repro report
