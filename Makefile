@@ -7,7 +7,7 @@ DATASET_DIR := /usr/share/datasets/fashion-mnist
 
 .PHONY: help setup dataset repro repro-photos demo evaluate test lint format mlflow-ui clean-checkpoints
 .PHONY: browser serve register bench bench-serve bench-prepare bench-photos bench-docs train-ddp ablation
-.PHONY: faults bench-limits modes
+.PHONY: faults bench-limits modes sweep gpu-check
 
 MODEL ?= gan
 NPROC ?= 2
@@ -61,9 +61,18 @@ bench-photos: setup  ## only the photo upscaler's part of bench-serve (latency, 
 bench-docs: $(if $(findstring .tools/bin/uv,$(UV)),.tools/bin/uv)  ## render docs/benchmarks.md from reports/bench/*.json
 	$(RUN) python tools/bench_docs.py
 
-# GAN losses at an equal budget, as `dvc exp run` experiments; e.g. ABLATION_ARGS="--steps 3748"
+# GAN losses at an equal budget, as experiments on DVC's queue; e.g. ABLATION_ARGS="--steps 3748"
 ablation: setup  ## the GAN loss ablation -> reports/ablation/gan.{json,md}
 	$(RUN) python tools/ablation.py $(ABLATION_ARGS)
+
+# On a CUDA machine: every family in float32 and bf16+channels-last+compile, DDP over NCCL, the timed pipeline
+gpu-check: setup  ## the GPU path checked on a CUDA machine -> reports/bench/gpu.json
+	$(RUN) dvc repro prepare
+	$(RUN) python tools/gpu_check.py $(GPU_CHECK_ARGS)
+
+# Experiments on DVC's queue, e.g. SWEEP_ARGS='--set "models.gan.lr=0.0002" --set "models.gan.lr=0.001" evaluate@gan'
+sweep: setup  ## queue one experiment per --set (dvc exp run --queue), run them (dvc queue start -j), wait
+	$(RUN) python tools/sweep.py $(SWEEP_ARGS)
 
 # Mode collapse on the papers' 2-D mixtures, every loss and technique, 10 seeds; e.g. MODES_ARGS="--updates 1000"
 modes: setup  ## ring of 8 and grid of 25: modes, high-quality share, KL, oscillation -> reports/modes.{json,md}

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
+import httpx
 import numpy as np
 import onnxruntime as ort
 import pytest
@@ -20,6 +24,7 @@ from pipeline_runs import (
     dvc,
     tiny_params,
 )
+from server_helpers import free_port, stop, wait_until_up
 
 pytestmark = pytest.mark.e2e
 
@@ -273,6 +278,76 @@ def test_dvc_metrics_and_plots_work(reproduced):
 def test_second_repro_does_nothing(reproduced):
     out = dvc(reproduced, "repro").stdout
     assert "Running stage" not in out
+
+
+def git(root: Path, *args: str) -> None:
+    identity = ["-c", "user.name=genmodels tests", "-c", "user.email=tests@genmodels.invalid"]
+    subprocess.run(["git", *identity, *args], cwd=root, check=True, capture_output=True)
+
+
+def test_a_dvc_remote_carries_the_run_to_a_fresh_clone_that_serves_it(reproduced, tmp_path):
+    """`dvc push` to a local-folder remote; in a fresh clone `dvc pull` brings every output
+    back (dvc status clean: nothing to rerun) and `genmodels serve` serves the pulled graphs."""
+    remote, clone = tmp_path / "remote", tmp_path / "clone"
+    dvc(reproduced, "remote", "add", "-d", "shared", str(remote))
+    dvc(reproduced, "push")
+    (reproduced / ".gitignore").write_text("mlflow.db\nmlartifacts/\ncheckpoints/\n")
+    git(reproduced, "add", "-A")
+    git(reproduced, "commit", "-q", "-m", "the tiny run")
+    git(tmp_path, "clone", "-q", str(reproduced), str(clone))
+    assert not list(clone.glob("exported/*/*.onnx")) and not list(clone.glob("models/*/*.pt"))
+    dvc(clone, "pull")
+    assert json.loads(dvc(clone, "status", "--json").stdout) == {}
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "genmodels.cli", "serve", "--params", str(clone / "params.yaml"),
+         "--exported-dir", str(clone / "exported"), "--port", str(port)],
+        cwd=clone, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_up(url + "/health", server, timeout=60)
+        served = httpx.get(url + "/models", timeout=10).json()["models"]
+        assert set(INSTANCES) <= {m["name"] for m in served}
+        assert all(m["status"] == "ok" for m in served), served
+        answer = httpx.post(url + "/generate/gan", json={"n": 2, "seed": 0}, timeout=30)
+        assert answer.status_code == 200, answer.text
+    finally:
+        stop(server)
+
+
+def test_the_ablation_runs_on_dvcs_queue_and_leaves_the_workspace_as_it_was(reproduced):
+    """Two GAN variants as queued experiments (tools/ablation.py on tools/sweep.py): their
+    table is written, the workspace's params and git's HEAD stay, and a dirty params.yaml is
+    refused before anything is queued. Needs the commit the remote test made."""
+
+    def ablation(*args: str) -> subprocess.CompletedProcess:
+        env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+        env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
+        return subprocess.run([sys.executable, str(REPO / "tools/ablation.py"), *args],
+                              cwd=reproduced, env=env, capture_output=True, text=True,
+                              timeout=900)  # fmt: skip
+
+    def head() -> tuple[str, str]:
+        show = ["git", "rev-parse", "--abbrev-ref", "HEAD", "HEAD"]
+        return tuple(subprocess.check_output(show, cwd=reproduced, text=True).split())
+
+    params, before = (reproduced / "params.yaml").read_text(), head()
+    result = ablation("--only", "minimax", "nonsaturating")  # the tiny params' budget
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    table = read_json(reproduced / "reports/ablation/gan.json")
+    assert set(table) == {"minimax", "nonsaturating"}
+    assert all("fid" in row for row in table.values())
+    assert (reproduced / "params.yaml").read_text() == params and head() == before
+    shown = dvc(reproduced, "exp", "show", "--json").stdout
+    assert '"gan-minimax"' in shown and '"gan-nonsaturating"' in shown
+    (reproduced / "params.yaml").write_text(params + "\n# a change\n")
+    try:
+        refused = ablation("--only", "minimax")
+        assert refused.returncode == 2 and "uncommitted changes" in refused.stderr
+        assert "params.yaml" in refused.stderr
+    finally:
+        (reproduced / "params.yaml").write_text(params)
 
 
 def test_changing_epochs_reruns_training_and_dependents_only(reproduced):

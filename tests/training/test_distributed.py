@@ -17,6 +17,7 @@ from genmodels.models import build_recipe, data_info
 from genmodels.training import Budget, Trainer, TrainOutputs
 from genmodels.training.runtime import seed_everything
 from helpers import REPO, stage_env, workspace
+from server_helpers import free_port
 
 STEPS = 30
 # An MLP autoencoder: no BatchNorm, whose statistics would differ per process by design.
@@ -79,6 +80,37 @@ def test_rank_zero_alone_writes(runs):
     assert files == ["models/ae", "models/ae/model.pt"]
     assert not (double / "checkpoints/ae/last.pt").exists()
     assert result.stderr.count("train@ae step 30/30") == 1  # one voice in the logs
+
+
+def test_two_torchrun_nodes_match_one_process(runs, digits_dir, tmp_path):
+    """Two single-process "nodes" joined by torchrun's c10d rendezvous on 127.0.0.1, each in its
+    own folder as on its own machine: the same weights as one process with the same global
+    batch, written by rank 0's node alone (c10d, not --node_rank, decides which node that is)."""
+    single, _, _ = runs
+    endpoint = f"127.0.0.1:{free_port()}"
+    nodes = [workspace(tmp_path / f"node{rank}", PARAMS, digits_dir) for rank in (0, 1)]
+    started = [
+        subprocess.Popen(
+            [sys.executable, "-m", "torch.distributed.run", "--nnodes=2", "--nproc_per_node=1",
+             "--rdzv_backend=c10d", f"--rdzv_endpoint={endpoint}", "--rdzv_id=genmodels-test",
+             "--local_addr=127.0.0.1", str(REPO / "pipeline" / "train.py"), "--instance", "ae"],
+            cwd=node, env=stage_env(node), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            text=True,
+        )
+        for node in nodes
+    ]  # fmt: skip
+    outputs = [process.communicate(timeout=300) for process in started]
+    for process, (_, err) in zip(started, outputs, strict=True):
+        assert process.returncode == 0, err[-3000:]
+    written = [node for node in nodes if (node / "models/ae/model.pt").exists()]
+    assert len(written) == 1
+    a = torch.load(single / "models/ae/model.pt", weights_only=True)
+    b = torch.load(written[0] / "models/ae/model.pt", weights_only=True)
+    for net in a:
+        for key, value in a[net].items():
+            assert torch.allclose(value, b[net][key], atol=WEIGHT_ATOL), f"{net}.{key}"
+    trained = json.loads((written[0] / "metrics/train/ae.json").read_text())
+    assert trained["processes"] == 2 and trained["batch_size"] == 64
 
 
 def test_a_batch_that_does_not_split_is_a_clear_error(digits_dir, tmp_path):
