@@ -80,18 +80,24 @@ def workspace(root: Path, params: dict, prepared: Path) -> Path:
     return root
 
 
-def train(ws: Path, instance: str, nproc: int = 1) -> float:
+def stage(ws: Path, script: str, *args: str, nproc: int = 1) -> float:
+    """Runs pipeline/<script> in the workspace as its stage does; its wall seconds."""
     env = dict(os.environ, MLFLOW_TRACKING_URI=f"sqlite:///{ws / 'mlflow.db'}")
-    script = str(REPO / "pipeline" / "train.py")
-    command = [sys.executable, script, "--instance", instance]
+    command = [sys.executable, str(REPO / "pipeline" / script), *args]
     if nproc > 1:
-        command = [sys.executable, "-m", "genmodels.training.launch", f"--nproc={nproc}",
-                   script, "--instance", instance]  # fmt: skip
+        command[1:1] = ["-m", "genmodels.training.launch", f"--nproc={nproc}"]
     started = time.perf_counter()
     result = subprocess.run(command, cwd=ws, env=env, capture_output=True, text=True)
     if result.returncode != 0:
-        raise UserError(f"train@{instance} in {ws} failed:\n{result.stderr[-3000:]}")
+        raise UserError(f"{script} {' '.join(args)} in {ws} failed:\n{result.stderr[-3000:]}")
     return time.perf_counter() - started
+
+
+def train(ws: Path, instance: str, nproc: int = 1) -> float:
+    seconds = stage(ws, "train.py", "--instance", instance, nproc=nproc)
+    if instance == "evaluator":  # the reference features the SRGAN's content loss reads
+        stage(ws, "evaluate_evaluator.py")
+    return seconds
 
 
 def late_means(plots: Path) -> dict[str, float]:
