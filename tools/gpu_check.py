@@ -175,6 +175,7 @@ def main(args) -> None:
             report["families"][instance] = {"losses": found, "seconds": seconds[instance],
                                             "ok": all(f["ok"] for f in found.values())}  # fmt: skip
             log.info("%s: %s", instance, "ok" if report["families"][instance]["ok"] else "DIFFERS")
+            write_json(args.out, report)  # what is checked survives a later failure
         report["ddp_nccl"] = ddp_check(spaces["bf16_compiled"], device, instances)
     report["pipeline"] = time_pipeline() if args.pipeline else "not run (--no-pipeline)"
     report["ok"] = all(f["ok"] for f in report["families"].values())
