@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +11,9 @@ from pathlib import Path
 import yaml
 
 from helpers import REPO
+
+sys.path.insert(0, str(REPO / "tools"))
+from timed_repro import copy_pipeline  # noqa: E402
 
 DATASET = "fashion_mnist" if Path("/usr/share/datasets/fashion-mnist").exists() else "digits"
 
@@ -50,16 +52,8 @@ def tiny_params() -> dict:
 
 def copy_repo(root: Path, params: dict) -> Path:
     """The pipeline's code and DVC files under `root`, with `params` as its params.yaml."""
-    for name in ("dvc.yaml", ".dvcignore"):
-        shutil.copy(REPO / name, root / name)
-    for folder in ("pipeline", "src", ".dvc"):
-        shutil.copytree(
-            REPO / folder,
-            root / folder,
-            ignore=shutil.ignore_patterns("tmp", "cache", "__pycache__"),
-        )
+    copy_pipeline(root)
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    subprocess.run(["git", "init", "-q"], cwd=root, check=True)
     return root
 
 

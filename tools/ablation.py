@@ -25,7 +25,7 @@ from bench_docs import ABLATION_COLUMNS, update_docs
 from genmodels.errors import UserError
 from genmodels.io import write_json, write_text
 from genmodels.report import markdown_table
-from sweep import run_queued
+from sweep import dvc, run_queued
 
 OUT = Path("reports/ablation")
 # name -> the overrides of models.gan; every other setting is the default instance's
@@ -38,13 +38,6 @@ VARIANTS: dict[str, dict[str, str]] = {
 }
 METRIC_FILE = "metrics/eval/gan.json"
 COLUMNS = [(label, key) for label, key, _ in ABLATION_COLUMNS]  # those of docs/benchmarks.md
-
-
-def dvc(*args: str, capture: bool = False) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "dvc", *args], check=True, text=True,
-        capture_output=capture,
-    )  # fmt: skip
 
 
 # what the queued experiments would take from the workspace instead of the commit
@@ -82,7 +75,7 @@ def experiment_metrics() -> dict[str, dict]:
     """metrics/eval/gan.json of the newest gan-* experiment of each name (`dvc exp show --json`
     over every commit, so later commits keep the table rebuildable), read from the experiment's
     commit: `dvc exp show` lists the declared headline metrics only."""
-    shown = json.loads(dvc("exp", "show", "--json", "--all-commits", capture=True).stdout)
+    shown = json.loads(dvc("exp", "show", "--json", "--all-commits"))
     newest: dict[str, tuple[str, str]] = {}
     for commit in shown:
         for exp in commit.get("experiments") or []:

@@ -41,6 +41,7 @@ import yaml
 from genmodels.errors import UserError
 from genmodels.io import write_json
 from genmodels.stage import run_stage
+from timed_repro import copy_pipeline
 
 REPO = Path(__file__).resolve().parent.parent
 OUT = Path("reports/bench/gpu.json")
@@ -199,24 +200,17 @@ def ddp_check(ws: Path, device: str, instances: list[str]) -> dict[str, Any] | s
 
 
 def time_pipeline() -> dict[str, Any]:
-    """`dvc repro` of the default params in a temporary copy of the repository."""
+    """`make repro`'s timed `dvc repro` (tools/timed_repro.py) of the default params in a
+    temporary copy of the repository: its record of the run."""
     with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp)
-        for name in ("dvc.yaml", ".dvcignore", "params.yaml"):
-            shutil.copy(REPO / name, root / name)
-        for folder in ("pipeline", "src", ".dvc"):
-            shutil.copytree(REPO / folder, root / folder,
-                            ignore=shutil.ignore_patterns("tmp", "cache", "__pycache__"))  # fmt: skip
-        subprocess.run(["git", "init", "-q"], cwd=root, check=True)
+        root = copy_pipeline(Path(tmp))
+        shutil.copy(REPO / "params.yaml", root / "params.yaml")
         env = dict(os.environ, MLFLOW_TRACKING_URI=f"sqlite:///{root / 'mlflow.db'}")
-        started = time.perf_counter()
-        result = subprocess.run([sys.executable, "-m", "dvc", "repro"], cwd=root, env=env,
-                                capture_output=True, text=True)  # fmt: skip
-        wall = time.perf_counter() - started
+        result = subprocess.run([sys.executable, str(REPO / "tools" / "timed_repro.py")],
+                                cwd=root, env=env, capture_output=True, text=True)  # fmt: skip
         if result.returncode != 0:
-            raise UserError(f"dvc repro failed:\n{result.stderr[-3000:]}")
-        stages = result.stdout.count("Running stage")
-    return {"wall_seconds": round(wall, 1), "stages": stages}
+            raise UserError(f"dvc repro failed:\n{result.stdout[-3000:]}")
+        return json.loads((root / "reports/bench/repro.json").read_text())
 
 
 def add_args(parser) -> None:

@@ -75,12 +75,13 @@ def best_variant(results: dict[str, dict[str, Any]]) -> str:
 
 def main(args) -> None:
     from genmodels.data.mixtures import MIXTURES, mixture
-    from genmodels.models.mixture import BASE_GAME, VARIANTS
+    from genmodels.metrics.mixtures import HIGH_QUALITY_STDS
+    from genmodels.models.mixture import BASE_GAME, EVAL_SAMPLES, VARIANTS
 
-    mixtures = args.mixtures.split(",")
+    # an unknown name is a UserError naming the choices
+    chosen = {name: mixture(name) for name in args.mixtures.split(",")}
+    mixtures = list(chosen)
     variants = list(VARIANTS) if args.variants == "all" else args.variants.split(",")
-    for name in mixtures:
-        mixture(name)  # an unknown name is a UserError naming the choices
     unknown = [v for v in variants if v not in VARIANTS]
     if unknown:
         raise UserError(f"--variants: {', '.join(unknown)} unknown; choose from "
@@ -110,16 +111,15 @@ def main(args) -> None:
     report = {
         "setup": {
             "mixtures": {
-                name: {"modes": mixture(name).modes, "std": mixture(name).std,
-                       "means": mixture(name).means.tolist()}
-                for name in mixtures
+                name: {"modes": m.modes, "std": m.std, "means": m.means.tolist()}
+                for name, m in chosen.items()
             },
             "base_game": BASE_GAME,
             "variants": {v: VARIANTS[v] for v in variants},
             "seeds": seeds,
             "generator_updates": args.updates,
-            "eval_samples": 2500,
-            "high_quality_stds": 3.0,
+            "eval_samples": EVAL_SAMPLES,
+            "high_quality_stds": HIGH_QUALITY_STDS,
         },
         "results": {
             m: {v: {k: job[k] for k in ("per_seed", "summary", "seconds")}

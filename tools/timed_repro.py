@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import time
@@ -17,6 +18,7 @@ from pathlib import Path
 from bench_docs import update_docs
 
 OUT = Path("reports/bench/repro.json")
+REPO = Path(__file__).resolve().parent.parent
 
 
 def cpu_model() -> str | None:
@@ -27,6 +29,18 @@ def cpu_model() -> str | None:
         return None
     names = [line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")]
     return names[0] if names else None
+
+
+def copy_pipeline(root: Path) -> Path:
+    """The pipeline's code and DVC files under `root`, a git repository of its own (without
+    params.yaml: the caller writes the params it runs), for a run away from the workspace."""
+    for name in ("dvc.yaml", ".dvcignore"):
+        shutil.copy(REPO / name, root / name)
+    for folder in ("pipeline", "src", ".dvc"):
+        shutil.copytree(REPO / folder, root / folder,
+                        ignore=shutil.ignore_patterns("tmp", "cache", "__pycache__"))  # fmt: skip
+    subprocess.run(["git", "init", "-q"], cwd=root, check=True)
+    return root
 
 
 def main() -> int:

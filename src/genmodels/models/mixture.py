@@ -29,6 +29,7 @@ from genmodels.nn.points import SeedPointDiscriminator, SeedPointGenerator, seed
 from genmodels.training.adversarial import AdversarialRecipe
 from genmodels.training.recipe import Batch, DataInfo, EvalContext, EvalResult, Exportable
 
+EVAL_SAMPLES = 2500  # samples judged per trained generator, as VEEGAN and PacGAN
 POINT_SHAPE = (2, 1, 1)  # a point as a one-pixel image of two channels (genmodels.nn.points)
 # what each seed's random streams are for: a run draws nothing from the runs beside it
 STREAMS = ("data", "generator", "discriminator", "latents", "batches", "evaluation", "snapshots")
@@ -158,19 +159,19 @@ class EnsembleRun:
 
 
 def train_ensemble(mixture: Mixture, params: MixtureGameParams, seeds: list[int],
-                   updates: int, *, eval_samples: int = 2500, log_every: int = 10,
+                   updates: int, *, eval_samples: int = EVAL_SAMPLES, log_every: int = 10,
                    snapshot_at: tuple[int, ...] = (), snapshot_samples: int = 500,
                    train_points: int = 100_000) -> EnsembleRun:  # fmt: skip
     """Trains one GAN per seed on its own draw of `train_points` points of the mixture (as
     PacGAN), for `updates` generator updates (n_critic discriminator steps each), logging each
     seed's losses every `log_every` updates, then counts the modes of `eval_samples` points of
-    each (2,500 in VEEGAN and PacGAN). Only WGAN-GP's interpolation points come from a stream
+    each. Only WGAN-GP's interpolation points come from a stream
     the seeds share (the gradient penalty draws them for the whole batch)."""
     started = time.perf_counter()
     scale = float(mixture.means.abs().max())
     data = [mixture.sample(train_points, stream(s, "data")) / scale for s in seeds]
     recipe = MixtureGANRecipe(params, seeds, scale)
-    torch.manual_seed(seeds[0])
+    torch.manual_seed(seeds[0])  # WGAN-GP's interpolation points, drawn for all seeds at once
     batch, n_critic = params.batch_size, params.n_critic
     picks = [stream(s, "batches") for s in seeds]
     curves: list[dict[str, list[float]]] = [{"d_loss": [], "g_loss": []} for _ in seeds]

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from itertools import pairwise
 
 import torch
 import torch.nn.functional as F
@@ -45,6 +46,11 @@ class SeedLinear(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return torch.baddbmm(self.bias, x, self.weight)
+
+
+def seed_layers(generators: Sequence[torch.Generator], widths: Sequence[int]) -> nn.ModuleList:
+    """A SeedLinear from each width to the next."""
+    return nn.ModuleList(SeedLinear(generators, a, b) for a, b in pairwise(widths))
 
 
 class SeedSpectralNorm(nn.Module):
@@ -88,9 +94,7 @@ class SeedPointGenerator(nn.Module):
                  hidden: Sequence[int]):  # fmt: skip
         super().__init__()
         widths = [latent_dim, *hidden]
-        self.hidden = nn.ModuleList(
-            SeedLinear(generators, a, b) for a, b in zip(widths, widths[1:], strict=False)
-        )
+        self.hidden = seed_layers(generators, widths)
         self.out = SeedLinear(generators, widths[-1], POINT_DIMS)
         self.seeds = len(generators)
 
@@ -110,9 +114,7 @@ class SeedPointDiscriminator(nn.Module):
                  packing: int = 1, minibatch_std: bool = False):  # fmt: skip
         super().__init__()
         widths = [POINT_DIMS * packing, *hidden]
-        self.hidden = nn.ModuleList(
-            SeedLinear(generators, a, b) for a, b in zip(widths, widths[1:], strict=False)
-        )
+        self.hidden = seed_layers(generators, widths)
         self.mbstd = MinibatchStdDev() if minibatch_std else None
         self.head = SeedLinear(generators, widths[-1] + int(minibatch_std), 1)
         self.seeds, self.packing = len(generators), packing
