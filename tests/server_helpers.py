@@ -4,6 +4,7 @@ the addresses a server process really listens on."""
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import struct
 import subprocess
@@ -43,6 +44,26 @@ def stop(proc: subprocess.Popen) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=15)
+
+
+def stop_group(proc: subprocess.Popen, timeout: float = 15) -> None:
+    """Stops a process started with start_new_session=True and all it started: `mlflow server`
+    leaves its uvicorn worker and job consumers running when only it is terminated."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:  # the whole group has ended
+            break
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            proc.poll()  # reaps the leader, which killpg would otherwise still find
+            try:
+                os.killpg(proc.pid, 0)
+            except ProcessLookupError:
+                proc.wait()
+                return
+            time.sleep(0.2)
+    proc.wait(timeout=timeout)
 
 
 def child_processes(*words: str) -> list[int]:

@@ -70,9 +70,9 @@ def retrain(path: Path) -> None:
     onnx.save(model, str(path))
 
 
-def train_run(instance: str) -> str:
-    tags = {"instance": instance}  # as pipeline/train.py tags its run
-    with tracking.stage_run(f"train@{instance}", "testdata", {"lr": 0.1}, tags=tags) as run:
+def train_run(instance: str, stage: str = "train") -> str:
+    tags = {"instance": instance}  # as pipeline/train.py and evaluate.py tag their runs
+    with tracking.stage_run(f"{stage}@{instance}", "testdata", {"lr": 0.1}, tags=tags) as run:
         return run.run_id
 
 
@@ -115,6 +115,7 @@ def test_champion_only_behind_the_gate_and_never_to_a_failing_version(
     exported = Path(shutil.copytree(tiny_exported, store_dir / "exported"))
     experiment = tracking.open_registry("testdata")
     run_id = train_run("ae")
+    evaluation_id = train_run("ae", "evaluate")
     train_run("vae2")
     good = write_metrics(store_dir, "ae", {"psnr": 19.0, "pca": {"mse": 0.02}})
     bad = write_metrics(store_dir, "vae2", {"psnr": 11.0, "pca": {"mse": 0.02}})
@@ -136,6 +137,12 @@ def test_champion_only_behind_the_gate_and_never_to_a_failing_version(
     # linked to the training run, with the onnx flavour, its signature and an input example
     assert version.run_id == run_id and version.tags["training_run_id"] == run_id
     assert version.tags["gate"] == "passed" and version.tags["instance"] == "ae"
+    # what the gate judged: tags on the version, metrics of its source model (MLflow 3's model
+    # page), logged into the evaluation run that measured them
+    assert version.tags["eval.psnr"] == "19" and version.tags["eval.pca.mse"] == "0.02"
+    model_id = version.source.removeprefix("models:/")
+    judged = {m.key: (m.value, m.run_id) for m in client.get_logged_model(model_id).metrics}
+    assert judged == {"psnr": (19.0, evaluation_id), "pca.mse": (0.02, evaluation_id)}
     info = __import__("mlflow").models.get_model_info("models:/ae-decoder@champion")
     assert "onnx" in info.flavors
     assert info.signature.inputs.to_dict() == [

@@ -616,7 +616,7 @@ class ServeParams(Strict):
     # block, "off" allocates with malloc, "keep" holds its peak (onnxruntime's default)
     arena: Literal["shrink", "off", "keep"] = "shrink"
     # a worker's resident memory under 32 concurrent /upscale clients, at most (checked by
-    # `make faults`; the concurrency cap is what holds it)
+    # `make bench-limits`; the concurrency cap is what holds it)
     max_rss_mb: Annotated[int, Field(ge=64)] = 1024
     # a connection sends its request's headers within header_timeout_seconds and its body
     # within body_timeout_seconds of them, or gets 408 and is closed

@@ -159,8 +159,9 @@ def register_instance(
     metrics_path = Path(metrics_path)
     metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else None
     gate_result = check_gate(metrics, gate, family, str(metrics_path))
-    run = tracking.training_run(instance)
+    run = tracking.stage_of(instance, "train")
     run_id = run.info.run_id if run is not None else None
+    evaluation = tracking.stage_of(instance, "evaluate")
     records = []
     for path in graphs:
         name = f"{instance}-{path.stem}"
@@ -186,11 +187,15 @@ def register_instance(
                 "training_run_id": run_id or "unknown",
             }
             doc = f"{path.stem} of {instance} ({family}), exported to {path}."
-            version = tracking.log_onnx_version(path, name, example, run_id, experiment, tags, doc)
+            version = tracking.log_onnx_version(
+                path, name, example, run_id, experiment, tags, doc, gate_result.checked,
+                evaluation.info.run_id if evaluation is not None else None,
+            )  # fmt: skip
+        # the judged values also as tags: the registry's version page lists tags, not metrics
         gate_tags = {
             "gate": "passed" if gate_result.passed else "failed",
             "gate_reasons": "; ".join(gate_result.reasons)[:4000] or "-",
-        }
+        } | {f"eval.{key}": f"{value:.6g}" for key, value in gate_result.checked.items()}
         tracking.tag_version(name, version.version, gate_tags)
         holder = tracking.alias_version(name, alias)
         given = None

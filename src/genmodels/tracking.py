@@ -2,21 +2,31 @@
 
 Default store: sqlite:///mlflow.db at the repository root with artifacts under mlartifacts/
 (embedded, no server). MLFLOW_TRACKING_URI points at a real server instead.
-One experiment per dataset; one run per stage execution.
+One experiment per dataset; one run per stage execution, nested under a parent run per
+`dvc repro` (or `dvc exp run`) and tagged dvc_repro with its id.
 """
 
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
 import mlflow
+import psutil
+from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
+
+# MLflow 3's UI opens an experiment without this tag on its GenAI pages (traces), not its runs
+EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
 
 
 def repo_root() -> Path:
@@ -45,9 +55,12 @@ def experiment_id(dataset: str, artifact_root: Path | None) -> str:
     client = MlflowClient()
     found = client.get_experiment_by_name(name)
     if found is not None:
+        for key, value in EXPERIMENT_KIND.items():
+            if key not in found.tags:  # made before the tag; a kind set by hand stays
+                client.set_experiment_tag(found.experiment_id, key, value)
         return found.experiment_id
     location = artifact_root.as_uri() if artifact_root else None
-    return client.create_experiment(name, artifact_location=location)
+    return client.create_experiment(name, artifact_location=location, tags=EXPERIMENT_KIND)
 
 
 def git_commit(root: Path | None = None) -> str:
@@ -108,6 +121,59 @@ class StageRun:
         mlflow.set_tags(dict(tags))
 
 
+@dataclass(frozen=True)
+class DvcInvocation:
+    """The `dvc repro` (or `dvc exp run`) process running this stage."""
+
+    id: str  # host:pid:start in ms, unique across the machines sharing a tracking server
+    command: str  # "dvc repro", "dvc exp run -S ...", as typed
+    started_ms: int
+
+
+def dvc_invocation() -> DvcInvocation | None:
+    """The dvc process above this stage, or None outside DVC (which sets DVC_STAGE for every
+    stage command but gives no id to one invocation)."""
+    if "DVC_STAGE" not in os.environ:
+        return None
+    try:
+        for process in psutil.Process().parents():
+            argv = process.cmdline()
+            # `dvc ...` (its script) or `python -m dvc ...`
+            at = next((i for i, arg in enumerate(argv[:3]) if Path(arg).name == "dvc"), None)
+            if at is not None:
+                started = int(process.create_time() * 1000)
+                command = " ".join(["dvc", *argv[at + 1 :]])[:500]
+                return DvcInvocation(f"{socket.gethostname()}:{process.pid}:{started}", command,
+                                     started)  # fmt: skip
+    except psutil.Error:  # a process that ended or that this user cannot read
+        return None
+    return None
+
+
+def repro_parent(experiment: str, invocation: DvcInvocation, root: Path) -> str:
+    """The parent run of one dvc invocation's stage runs, made by its first stage."""
+    client = MlflowClient()
+    found = client.search_runs(
+        [experiment], filter_string=f"tags.dvc_repro_parent = '{invocation.id}'", max_results=1
+    )
+    if found:
+        return found[0].info.run_id
+    started = datetime.fromtimestamp(invocation.started_ms / 1000, UTC)
+    run = client.create_run(
+        experiment,
+        start_time=invocation.started_ms,
+        run_name=f"{invocation.command.split(' -')[0][:60]} {started:%Y-%m-%d %H:%M:%S}",
+        tags={
+            "dvc_repro_parent": invocation.id,
+            "dvc_command": invocation.command,
+            "git_commit": git_commit(root),
+        }
+        # a queued experiment's name (dvc exp show lists it by that name)
+        | ({"dvc_experiment": os.environ["DVC_EXP_NAME"]} if "DVC_EXP_NAME" in os.environ else {}),
+    )
+    return run.info.run_id
+
+
 @contextmanager
 def stage_run(
     stage: str,
@@ -118,23 +184,40 @@ def stage_run(
 ) -> Iterator[StageRun]:
     """An MLflow run for one DVC stage: its params section, git commit and stage name.
 
-    Pass `run_id` to continue a run (a resumed training stage keeps its run).
+    Pass `run_id` to continue a run (a resumed training stage keeps its run and joins the
+    invocation that finishes it). Under dvc the run is a child of the invocation's parent run,
+    which shows RUNNING while a stage runs and ends with the last stage's status.
     """
     root = repo_root()
     # read before configure(): mlflow.set_tracking_uri exports the variable itself
     embedded = "MLFLOW_TRACKING_URI" not in os.environ
     configure(root)
     exp = experiment_id(dataset, root / "mlartifacts" if embedded else None)
-    with mlflow.start_run(
-        run_id=run_id, experiment_id=None if run_id else exp, run_name=None if run_id else stage
-    ) as run:
-        if run_id is None:
-            mlflow.log_params({k: str(v)[:500] for k, v in flatten(params).items()})
-            mlflow.set_tags(
-                {"git_commit": git_commit(root), "dvc_stage": stage, "dataset": dataset}
-                | dict(tags or {})
-            )
-        yield StageRun(run.info.run_id)
+    invocation = dvc_invocation()
+    parent = repro_parent(exp, invocation, root) if invocation else None
+    grouping = {"dvc_repro": invocation.id, "mlflow.parentRunId": parent} if invocation else {}
+    client = MlflowClient()
+    if parent:
+        client.update_run(parent, status="RUNNING")
+    status = "FAILED"
+    try:
+        with mlflow.start_run(
+            run_id=run_id,
+            experiment_id=None if run_id else exp,
+            run_name=None if run_id else stage,
+            tags=grouping or None,
+        ) as run:
+            if run_id is None:
+                mlflow.log_params({k: str(v)[:500] for k, v in flatten(params).items()})
+                mlflow.set_tags(
+                    {"git_commit": git_commit(root), "dvc_stage": stage, "dataset": dataset}
+                    | dict(tags or {})
+                )
+            yield StageRun(run.info.run_id)
+        status = "FINISHED"
+    finally:
+        if parent:
+            client.set_terminated(parent, status)
 
 
 # ---------------------------------------------------------------- model registry
@@ -150,15 +233,16 @@ def open_registry(dataset: str) -> str:
     return experiment_id(dataset, root / "mlartifacts" if embedded else None)
 
 
-def training_run(instance: str) -> Any | None:
-    """The newest training run of an instance (train@<instance>, train_evaluator), or None."""
+def stage_of(instance: str, stage: str) -> Any | None:
+    """The newest run of an instance's `stage` ("train": train@<instance>, train_evaluator;
+    "evaluate"), or None."""
     client = MlflowClient()
     experiments = [e.experiment_id for e in client.search_experiments()]
     if not experiments:
         return None
     runs = client.search_runs(
         experiments,
-        filter_string=f"tags.instance = '{instance}' and tags.dvc_stage LIKE 'train%'",
+        filter_string=f"tags.instance = '{instance}' and tags.dvc_stage LIKE '{stage}%'",
         order_by=["attributes.start_time DESC"],
         max_results=1,
     )
@@ -213,11 +297,15 @@ def log_onnx_version(
     experiment: str,
     tags: Mapping[str, str],
     description: str,
+    metrics: Mapping[str, float],
+    metrics_run_id: str | None,
 ) -> Any:
     """Logs one ONNX file with the onnx flavour (signature, input example) and registers it.
 
     With run_id the model is logged into that run (the training run), so the version's
-    run_id leads back to it; the run itself is not reopened. Returns the ModelVersion.
+    run_id leads back to it; the run itself is not reopened. `metrics` (what the gate judged)
+    become the logged model's, logged into `metrics_run_id` (the evaluation run) or the model's
+    run. Returns the ModelVersion.
     """
     import mlflow.onnx
     import onnx
@@ -239,12 +327,24 @@ def log_onnx_version(
         pip_requirements=serving_requirements(),
         tags=dict(tags),
     )
+    log_model_metrics(info.model_id, metrics_run_id or info.run_id, metrics)
     client = MlflowClient()
     version = str(info.registered_model_version)
     for key, value in tags.items():
         client.set_model_version_tag(name, version, key, value)
     client.update_model_version(name, version, description=description)
     return client.get_model_version(name, version)
+
+
+def log_model_metrics(model_id: str, run_id: str | None, metrics: Mapping[str, float]) -> None:
+    """Metrics of a logged model (a registered version's source model), logged into `run_id`:
+    MLflow 3 shows them on the model's page, linked from the version's, and on the
+    experiment's Models tab. MLflow logs a metric only into a run: none, none logged."""
+    now = int(time.time() * 1000)
+    batch = [Metric(key, float(value), now, 0, model_id=model_id, run_id=run_id)
+             for key, value in metrics.items()]  # fmt: skip
+    if batch and run_id is not None:
+        MlflowClient().log_batch(run_id, metrics=batch)
 
 
 def alias_version(name: str, alias: str) -> Any | None:

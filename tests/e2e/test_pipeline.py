@@ -1,4 +1,5 @@
-"""The real `dvc repro` in a temporary copy of the repository, on tiny params."""
+"""The real `dvc repro` in a temporary copy of the repository, on tiny params, logging to a real
+`mlflow server` (sqlite backend, its own artifact store) as a team's runs would."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -24,7 +26,7 @@ from pipeline_runs import (
     dvc,
     tiny_params,
 )
-from server_helpers import free_port, stop, wait_until_up
+from server_helpers import free_port, stop, stop_group, wait_until_up
 
 pytestmark = pytest.mark.e2e
 
@@ -35,8 +37,37 @@ def repo_copy(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def reproduced(repo_copy) -> Path:
-    dvc(repo_copy, "repro")
+def server_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("mlflow-server")
+
+
+@pytest.fixture(scope="module")
+def tracking_server(server_dir) -> Iterator[str]:
+    """`mlflow server` as docs/team.md starts it, on a free loopback port; stopped at the end."""
+    port = free_port()
+    log_path = server_dir / "server.log"
+    # its log goes to a file: a pipe nobody reads fills up and blocks the server mid-request
+    with log_path.open("w") as log:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
+             "--workers", "1", "--backend-store-uri", f"sqlite:///{server_dir / 'mlflow.db'}",
+             "--artifacts-destination", str(server_dir / "artifacts")],
+            cwd=server_dir, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        try:
+            wait_until_up(url + "/health", server, timeout=120)
+        except AssertionError as error:
+            raise AssertionError(f"{error}\n{log_path.read_text()[-4000:]}") from None
+        yield url
+    finally:
+        stop_group(server)
+
+
+@pytest.fixture(scope="module")
+def reproduced(repo_copy, tracking_server) -> Path:
+    dvc(repo_copy, "repro", tracking_uri=tracking_server)
     return repo_copy
 
 
@@ -56,6 +87,7 @@ def test_prepare_outputs(reproduced):
 PARAMS = tiny_params()
 INSTANCES = list(PARAMS["models"])
 FAMILY = {name: model["family"] for name, model in PARAMS["models"].items()}
+AUTOENCODERS = {name for name, family in FAMILY.items() if family == "autoencoder"}
 STEPS = 512 // 64
 # the first logged columns of each family's training curve (monitor columns follow)
 LOGGED = {
@@ -233,29 +265,102 @@ def test_export_outputs_run_in_onnxruntime(reproduced, instance):
     assert meta["instance"] == instance and meta["task"] in ("decode", "generate")
 
 
-def test_every_stage_logged_to_mlflow(reproduced):
-    client = MlflowClient(f"sqlite:///{reproduced / 'mlflow.db'}")
+def test_every_stage_logged_to_mlflow(reproduced, tracking_server, server_dir):
+    client = MlflowClient(tracking_server)
     experiment = client.get_experiment_by_name(f"genmodels-{DATASET}")
-    runs = client.search_runs([experiment.experiment_id])
-    stages = {run.data.tags["dvc_stage"] for run in runs}
+    # the UI opens it on its runs, not on MLflow 3's GenAI traces
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+    runs = client.search_runs([experiment.experiment_id], order_by=["attributes.start_time ASC"])
+    (parent,) = [r for r in runs if "dvc_repro_parent" in r.data.tags]
+    stage_runs = [r for r in runs if "dvc_stage" in r.data.tags]
+    stages = {run.data.tags["dvc_stage"] for run in stage_runs}
     per_instance = {f"{stage}@{m}" for stage in ("train", "evaluate", "export") for m in INSTANCES}
     evaluator = {"train_evaluator", "evaluate_evaluator", "export_evaluator"}
     assert stages == {"prepare", "report"} | evaluator | per_instance
-    train = next(r for r in runs if r.data.tags["dvc_stage"] == "train@ae_k32")
+    # one `dvc repro`: one parent run over all of its stage runs, one tag to filter them by
+    assert parent.info.run_name.startswith("dvc repro ") and parent.info.status == "FINISHED"
+    assert parent.data.tags["dvc_command"] == "dvc repro"
+    assert {r.data.tags["mlflow.parentRunId"] for r in stage_runs} == {parent.info.run_id}
+    assert {r.data.tags["dvc_repro"] for r in stage_runs} == {parent.data.tags["dvc_repro_parent"]}
+    assert parent.info.end_time >= max(r.info.end_time for r in stage_runs)
+    train = next(r for r in stage_runs if r.data.tags["dvc_stage"] == "train@ae_k32")
     assert train.data.params["model.latent_dim"] == "32" and "git_commit" in train.data.tags
     assert len(client.get_metric_history(train.info.run_id, "loss")) == STEPS
     assert len(client.get_metric_history(train.info.run_id, "monitor_recon_accuracy")) == 2
-    assert (reproduced / "mlartifacts").is_dir()
+    # artifacts go through the server into its store, nothing into the repository
+    report = next(r for r in stage_runs if r.data.tags["dvc_stage"] == "report")
+    listed = {a.path for a in client.list_artifacts(report.info.run_id)}
+    assert listed, "the report stage logged no artifacts"
+    local = Path(client.download_artifacts(report.info.run_id, sorted(listed)[0], str(server_dir)))
+    assert local.exists()
+    assert any((server_dir / "artifacts").rglob("*.onnx"))
+    assert not (reproduced / "mlartifacts").exists() and not (reproduced / "mlflow.db").exists()
 
 
-def test_registry_holds_every_graph(reproduced):
+def test_registry_holds_every_graph_with_the_metrics_its_gate_judged(reproduced, tracking_server):
     record = read_json(reproduced / "reports/registry.json")
-    client = MlflowClient(f"sqlite:///{reproduced / 'mlflow.db'}")
+    client = MlflowClient(tracking_server)
     names = {m.name for m in client.search_registered_models()}
     for instance in INSTANCES:
         for graph in GRAPHS[FAMILY[instance]]:
             assert f"{instance}-{graph}" in names
-    assert record
+    for entry in record["versions"]:
+        version = client.get_model_version(entry["name"], entry["version"])
+        assert version.tags["gate"] == entry["gate"]
+        evaluated = read_json(reproduced / f"metrics/eval/{entry['instance']}.json")
+        evaluation = client.search_runs(  # the newest, which the register stage read
+            [e.experiment_id for e in client.search_experiments()],
+            f"tags.instance = '{entry['instance']}' and tags.dvc_stage LIKE 'evaluate%'",
+            order_by=["attributes.start_time DESC"], max_results=1,
+        )[0]  # fmt: skip
+        # the model page lists the training run's metrics too (MLflow links them on logging)
+        model_metrics = {
+            m.key: m
+            for m in client.get_logged_model(version.source.removeprefix("models:/")).metrics
+        }
+        assert entry["metrics"], entry["name"]
+        for path, value in entry["metrics"].items():
+            node = evaluated
+            for part in path.split("."):
+                node = node[part]
+            metric = model_metrics[path]
+            assert metric.value == value == pytest.approx(node), (entry["name"], path)
+            assert metric.run_id == evaluation.info.run_id
+            assert version.tags[f"eval.{path}"] == f"{node:.6g}"
+    # a fresh registry: the alias exactly where the gate passed, at least the autoencoders'
+    assert all(bool(e["alias"]) == (e["gate"] == "passed") for e in record["versions"])
+    assert {e["instance"] for e in record["versions"] if e["alias"]} >= AUTOENCODERS
+
+
+def test_the_registry_on_the_server_is_served(reproduced, tracking_server):
+    """`genmodels serve --from-registry` against the server: the champions are downloaded
+    through it and answer; an instance without a champion is unavailable, with the reason."""
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "genmodels.cli", "serve", "--from-registry", "--params",
+         str(reproduced / "params.yaml"), "--port", str(port)],
+        cwd=reproduced, env=dict(os.environ, MLFLOW_TRACKING_URI=tracking_server),
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_up(url + "/health", server, timeout=120)
+        health = httpx.get(url + "/health", timeout=10).json()
+        assert health["origin"] == "registry"
+        status = {name: model["status"] for name, model in health["models"].items()}
+        record = read_json(reproduced / "reports/registry.json")["versions"]
+        champions = {e["instance"] for e in record if e["alias"]} & set(status)
+        assert {name for name, s in status.items() if s == "ok"} == champions
+        assert all(s == "unavailable" for name, s in status.items() if name not in champions)
+        instance = "ae_k32"
+        z = np.zeros((2, PARAMS["models"][instance]["latent_dim"]), np.float32)
+        body = httpx.post(f"{url}/decode/{instance}", json={"z": z.tolist()}, timeout=30).json()
+        (want,) = ort.InferenceSession(str(reproduced / f"exported/{instance}/decoder.onnx")).run(
+            None, {"z": z}
+        )
+        np.testing.assert_allclose(np.array(body["images"], np.float32), want, atol=1e-6)
+    finally:
+        stop(server)
 
 
 def test_dvc_metrics_and_plots_work(reproduced):
@@ -275,8 +380,8 @@ def test_dvc_metrics_and_plots_work(reproduced):
     assert "GAN and cGAN: discriminator and generator losses" in page  # a per-family chart
 
 
-def test_second_repro_does_nothing(reproduced):
-    out = dvc(reproduced, "repro").stdout
+def test_second_repro_does_nothing(reproduced, tracking_server):
+    out = dvc(reproduced, "repro", tracking_uri=tracking_server).stdout
     assert "Running stage" not in out
 
 
@@ -350,7 +455,7 @@ def test_the_ablation_runs_on_dvcs_queue_and_leaves_the_workspace_as_it_was(repr
         (reproduced / "params.yaml").write_text(params)
 
 
-def test_changing_epochs_reruns_training_and_dependents_only(reproduced):
+def test_changing_epochs_reruns_training_and_dependents_only(reproduced, tracking_server):
     params = yaml.safe_load((reproduced / "params.yaml").read_text())
     params["models"]["ae_sparse"]["epochs"] = 2
     (reproduced / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
@@ -358,7 +463,7 @@ def test_changing_epochs_reruns_training_and_dependents_only(reproduced):
     # the report and the registration read models: (instances and families)
     assert stale == {"train@ae_sparse", "evaluate@ae_sparse", "export@ae_sparse", "report",
                      "register"}  # fmt: skip
-    out = dvc(reproduced, "repro").stdout
+    out = dvc(reproduced, "repro", tracking_uri=tracking_server).stdout
     ran = {line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage")}
     assert ran == stale
     assert read_json(reproduced / "metrics/train/ae_sparse.json")["steps"] == 2 * STEPS
