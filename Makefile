@@ -7,7 +7,7 @@ DATASET_DIR := /usr/share/datasets/fashion-mnist
 
 .PHONY: help setup dataset repro repro-photos demo evaluate test lint format mlflow-ui clean-checkpoints
 .PHONY: browser serve register bench bench-serve bench-prepare bench-photos bench-docs train-ddp ablation
-.PHONY: faults bench-limits modes sweep gpu-check
+.PHONY: faults bench-limits modes sweep gpu-check sr-ceiling
 
 MODEL ?= gan
 NPROC ?= 2
@@ -53,6 +53,10 @@ bench: setup  ## training throughput (Trainer vs a bare loop), data wait, evalua
 
 bench-prepare: setup  ## prepare 50,000 RGB PNG files of 32x32 (CIFAR-10's size) -> reports/bench/prepare.json
 	$(RUN) python tools/bench_prepare.py
+
+sr-ceiling: setup  ## the photo profile's PSNR ceiling: its SRResNet trained on the held-out photos -> profiles/photos/reports/
+	$(RUN) python tools/sr_ceiling.py
+	$(RUN) python tools/profile_docs.py photos
 
 bench-photos: setup  ## only the photo upscaler's part of bench-serve (latency, 2,000 px in tiles, HTTP)
 	$(RUN) python tools/bench_serve.py --only photos

@@ -286,7 +286,8 @@ def photos_section(serve: dict | None) -> str:
                 f"{cell(http.get('clients'))} clients: p50 {cell(http.get('p50_ms'), 1)} ms, "
                 f"p99 {cell(http.get('p99_ms'), 1)} ms, {cell(http.get('throughput_rps'), 1)} "
                 f"requests/s, {cell(http.get('errors'))} errors."]  # fmt: skip
-    machine = (serve or {}).get("machine") or {}
+    # the section's own record (re-measured alone by --only photos), else the whole run's
+    machine = photos.get("machine") or (serve or {}).get("machine") or {}
     out += ["", f"Processor {machine.get('cpu_model') or '-'}, {cell(machine.get('cpus'))} CPUs, "
             f"{cell(machine.get('workers'))} server workers."]  # fmt: skip
     return "\n".join(out)

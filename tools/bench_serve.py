@@ -474,7 +474,7 @@ def main(args) -> None:
         report = json.loads(out.read_text())  # the graphs' figures stay as they were
     else:
         report = {"graphs": {}}
-    report["machine"] = {
+    machine = {
         "cpus": os.cpu_count(),
         "processor": platform.processor() or platform.machine(),
         "cpu_model": cpu_model(),
@@ -488,11 +488,12 @@ def main(args) -> None:
         "onnxruntime": ort.__version__,
         "torch": torch.__version__,
     }
-    if args.only != "photos":
+    if args.only != "photos":  # --only photos keeps the machine the graphs were measured on
+        report["machine"] = machine
         report["http"] = {"clients": args.clients, "requests": args.requests,
                           "accept": "image/png"}  # fmt: skip
         report["graphs"] = graph_section(args, params, threads, workers)
-    report["photos"] = photo_section(args, threads, workers)
+    report["photos"] = {**photo_section(args, threads, workers), "machine": machine}
     report["thresholds"] = params.bench.model_dump()  # params.yaml's bench section
     report["targets"] = {
         **evaluate_targets(report.get("graphs", {}), params.bench),

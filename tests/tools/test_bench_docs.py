@@ -267,6 +267,10 @@ def test_the_photo_upscaler_is_rendered_from_serve_json_or_named_when_missing(tm
     assert "above the bound of 2048 MB" in bench_docs.photos_section({"photos": over})
     missing = "run `make repro-photos` first"
     assert missing in bench_docs.photos_section({"photos": {"error": f"x: {missing}"}})
+    # re-measured alone (--only photos): its own machine, not the graphs' one
+    alone = {**serve, "photos": {**photos, "machine": {"cpu_model": "Other CPU", "cpus": 2}}}
+    assert "Processor Other CPU, 2 CPUs" in bench_docs.photos_section(alone)
+    assert "Processor Test CPU, 2 CPUs, 2 server workers." in text
     assert "No `reports/bench/serve.json` yet: run `make bench-serve`." in (
         bench_docs.photos_section(None)
     )
