@@ -36,32 +36,33 @@ def wait_until_up(url: str, proc: subprocess.Popen, timeout: float) -> None:
     raise AssertionError(f"{url} did not answer within {timeout}s")
 
 
-def stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=15)
-
-
-def stop_group(proc: subprocess.Popen, timeout: float = 15) -> None:
-    """Stops a process started with start_new_session=True and all it started: `mlflow server`
+def stop(proc: subprocess.Popen, group: bool = False, timeout: float = 15) -> None:
+    """Stops `proc`: SIGTERM, then SIGKILL after `timeout` seconds. With `group` (a process
+    started with start_new_session=True), every process of its group goes too: `mlflow server`
     leaves its uvicorn worker and job consumers running when only it is terminated."""
-    for sig in (signal.SIGTERM, signal.SIGKILL):
+
+    def ended() -> bool:
+        proc.poll()  # reaps the leader, which killpg would otherwise still find
+        if not group:
+            return proc.returncode is not None
         try:
-            os.killpg(proc.pid, sig)
+            os.killpg(proc.pid, 0)
         except ProcessLookupError:  # the whole group has ended
+            return True
+        return False
+
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        if ended():
+            break
+        try:
+            if group:
+                os.killpg(proc.pid, sig)
+            else:
+                proc.send_signal(sig)
+        except ProcessLookupError:
             break
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            proc.poll()  # reaps the leader, which killpg would otherwise still find
-            try:
-                os.killpg(proc.pid, 0)
-            except ProcessLookupError:
-                proc.wait()
-                return
+        while time.monotonic() < deadline and not ended():
             time.sleep(0.2)
     proc.wait(timeout=timeout)
 

@@ -26,7 +26,7 @@ from pipeline_runs import (
     dvc,
     tiny_params,
 )
-from server_helpers import free_port, stop, stop_group, wait_until_up
+from server_helpers import free_port, stop, wait_until_up
 
 pytestmark = pytest.mark.e2e
 
@@ -62,7 +62,7 @@ def tracking_server(server_dir) -> Iterator[str]:
             raise AssertionError(f"{error}\n{log_path.read_text()[-4000:]}") from None
         yield url
     finally:
-        stop_group(server)
+        stop(server, group=True)
 
 
 @pytest.fixture(scope="module")
