@@ -4,6 +4,7 @@ import os
 
 import numpy as np
 import onnx
+import onnxruntime as ort
 import pytest
 import torch
 from torch import nn
@@ -295,16 +296,19 @@ def test_max_abs_diff_treats_mismatches_as_infinite():
     assert diff(np.array([np.nan]), np.array([0.0])) == float("inf")
 
 
-def test_prelu_is_exported_decomposed_with_the_same_numbers(tmp_path):
+def test_prelu_is_exported_rewritten_with_the_same_numbers(tmp_path):
     torch.manual_seed(0)
     module = nn.Sequential(
         nn.Conv2d(1, 6, 3, padding=1), nn.PReLU(6), nn.Conv2d(6, 1, 3, padding=1), nn.PReLU()
     ).eval()
     with torch.no_grad():  # slopes far from the default 0.25, and a negative one
         module[1].weight.copy_(torch.linspace(-0.5, 2.0, 6))
+        module[3].weight.fill_(-0.3)
     friendly = export_mod.onnx_friendly(module)
     assert isinstance(module[1], nn.PReLU)  # the module itself is left as it was
     assert not any(isinstance(m, nn.PReLU) for m in friendly.modules())
+    assert isinstance(friendly[3], nn.LeakyReLU)
+    assert friendly[3].negative_slope == module[3].weight.item()
     x = torch.randn(4, 1, 9, 9)
     x[0, 0, 0, :3] = torch.tensor([0.0, -0.0, -1e-30])
     with torch.no_grad():
@@ -319,10 +323,32 @@ def test_prelu_is_exported_decomposed_with_the_same_numbers(tmp_path):
         output_names=("image_out",), dynamic_axes={"image": {0: "batch"}},
     )  # fmt: skip
     path = export_onnx(exportable, tmp_path / "prelu.onnx")
-    ops = {node.op_type for node in onnx.load(path).graph.node}
-    assert "PRelu" not in ops and "Relu" in ops
+    ops = [node.op_type for node in onnx.load(path).graph.node]
+    assert "PRelu" not in ops and "Relu" in ops and ops.count("LeakyRelu") == 1
     (out,) = session_for(path).run(None, {"image": x.numpy()})
     np.testing.assert_allclose(out, module(x).detach().numpy(), atol=1e-6)
+
+
+@pytest.mark.parametrize("slopes", [1, 8])
+def test_onnxruntime_fuses_a_shared_prelu_slope_into_its_convolution(tmp_path, slopes):
+    """The reason for the LeakyReLU form: onnxruntime folds it into the conv (no pass over the
+    activations of its own), which it cannot do with per-channel slopes."""
+    module = nn.Sequential(nn.Conv2d(8, 8, 3, padding=1), nn.PReLU(slopes)).eval()
+    x = torch.randn(1, 8, 6, 6)
+    exportable = Exportable(
+        name="conv_prelu", module=module, example_inputs=(x,), input_names=("image",),
+        output_names=("features",), dynamic_axes={"image": {0: "batch"}},
+    )  # fmt: skip
+    path = export_onnx(exportable, tmp_path / "conv_prelu.onnx")
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+    options.optimized_model_filepath = str(tmp_path / "optimized.onnx")
+    ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    ops = [node.op_type for node in onnx.load(tmp_path / "optimized.onnx").graph.node]
+    if slopes == 1:
+        assert ops == ["FusedConv"]
+    else:
+        assert "FusedConv" not in ops and "Relu" in ops
 
 
 def test_modules_without_prelu_are_exported_as_they_are():

@@ -72,7 +72,21 @@ def sr_section(srresnet: dict | None, srgan: dict | None, ceiling: dict | None =
         f"- SRGAN against its SRResNet (phase 1) on the perceptual distance: {better:+.4f} "
         f"(positive: the SRGAN is closer): {'met' if better > 0 else 'not met'}.",
         ceiling_line(ceiling),
+        *block_table(srresnet, srgan),
     ])  # fmt: skip
+
+
+def block_table(srresnet: dict, srgan: dict) -> list[str]:
+    """Each evaluator block's share of the perceptual distance, per method (the SRGAN's
+    content loss reads one of them): which features each method is close in."""
+    entries = (("bicubic", srresnet["bicubic"]), ("SRResNet (srresnet)", srresnet["model"]),
+               ("SRGAN (srgan)", srgan["model"]))  # fmt: skip
+    if not all("perceptual_by_block" in entry for _, entry in entries):
+        return []
+    blocks = list(srresnet["model"]["perceptual_by_block"])
+    rows = [[name, *(entry["perceptual_by_block"][b] for b in blocks)] for name, entry in entries]
+    return ["", "The perceptual distance block by block (it is their sum; lower: closer):", "",
+            markdown_table(["method", *blocks], rows)]  # fmt: skip
 
 
 def cyclegan_section(cyclegan: dict | None) -> str:

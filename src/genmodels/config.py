@@ -449,6 +449,9 @@ class SRGANParams(ModelBase):
     lr_schedule: Literal["constant", "cosine"] = "constant"
     channels: Annotated[int, Field(gt=0, le=256)] = 32  # generator width
     blocks: Annotated[int, Field(ge=0, le=32)] = 4  # residual blocks at low resolution
+    # PReLU slopes: one per channel, or one per layer (channel-shared, He et al. 2015), which
+    # onnxruntime fuses into the convolution before it: the faster graph to deploy
+    prelu: Literal["channel", "shared"] = "channel"
     pretrain_steps: Annotated[int, Field(ge=0)] | None = None  # srgan: MSE steps first
     content_features: Literal["evaluator", "vgg16"] = "evaluator"  # vgg16: online only
     # blockK: the last activation of conv block K, before its pooling (the paper's phi_K,j);

@@ -57,16 +57,21 @@ def _dynamic_shapes(exportable: Exportable) -> tuple[dict[int, torch.export.Dim]
 
 
 def onnx_friendly(module: nn.Module) -> nn.Module:
-    """The module with every nn.PReLU decomposed (a copy; the module itself is unchanged)."""
+    """The module with every nn.PReLU rewritten (a copy; the module itself is unchanged): a
+    shared slope as LeakyReLU with that slope, which onnxruntime fuses into a convolution
+    before it; per-channel slopes decomposed (DecomposedPReLU). Both give the same numbers."""
     if not any(isinstance(m, nn.PReLU) for m in module.modules()):
         return module
     module = copy.deepcopy(module)
     for name, child in list(module.named_modules()):
         if isinstance(child, nn.PReLU):
             parent, _, attr = name.rpartition(".")
-            setattr(
-                module.get_submodule(parent) if parent else module, attr, DecomposedPReLU(child)
+            rewritten = (
+                nn.LeakyReLU(child.weight.item())
+                if child.num_parameters == 1
+                else DecomposedPReLU(child)
             )
+            setattr(module.get_submodule(parent) if parent else module, attr, rewritten)
     return module
 
 

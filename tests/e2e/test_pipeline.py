@@ -111,7 +111,7 @@ GRAPHS = {"autoencoder": {"encoder", "decoder"}, "vae": {"encoder", "decoder"},
 TRANSLATION_KEYS = {"l1", "mse", "psnr", "ssim", "identity", "l1_ratio_vs_identity", "cycle_l1",
                     "fid", "fid_true_pairs"}  # fmt: skip
 UPSCALING_KEYS = {"psnr", "ssim", "mse", "fid", "accuracy", "psnr_y", "ssim_y",
-                  "perceptual_distance"}  # fmt: skip
+                  "perceptual_distance", "perceptual_by_block"}  # fmt: skip
 SAMPLE_KEYS = {"fid", "kid", "kid_std", "precision", "recall", "density", "coverage",
                "class_coverage", "class_kl", "classifier_score", "memorisation"}  # fmt: skip
 

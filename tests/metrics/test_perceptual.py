@@ -8,7 +8,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from genmodels.metrics.perceptual import activation_distance, perceptual_distance, unit_normalise
+from genmodels.metrics.perceptual import (
+    activation_distance,
+    layer_distances,
+    perceptual_distance,
+    summed,
+    unit_normalise,
+)
 from genmodels.nn.classifier import Classifier
 from genmodels.nn.features import block_activations, differentiable_extractor
 
@@ -86,3 +92,13 @@ def test_shapes(blocks):
         perceptual_distance(smooth(2)[0], smooth(2)[0], taps)
     with pytest.raises(ValueError, match="same layers"):
         activation_distance(taps(x), taps(x)[:1])
+
+
+def test_each_layers_share_sums_to_the_distance(blocks):
+    _, taps = blocks
+    x, y = smooth(4), smooth(4, seed=5)
+    shares = layer_distances(taps(x), taps(y))
+    assert len(shares) == 3 and all(d.shape == (4,) for d in shares)
+    assert all(((d >= 0) & (d <= 4)).all() for d in shares)
+    assert torch.equal(summed(shares), activation_distance(taps(x), taps(y)))
+    assert torch.allclose(torch.stack(shares).sum(0), perceptual_distance(x, y, taps))

@@ -307,8 +307,13 @@ def test_evaluate_puts_bicubic_and_the_model_side_by_side(digits_prepared, digit
     )  # fmt: skip
     result = recipe.evaluate(ctx)
     m = result.metrics
-    judged = {"psnr", "ssim", "mse", "fid", "accuracy", "psnr_y", "ssim_y", "perceptual_distance"}
+    judged = {"psnr", "ssim", "mse", "fid", "accuracy", "psnr_y", "ssim_y", "perceptual_distance",
+              "perceptual_by_block"}  # fmt: skip
     assert judged <= set(m) and set(m["bicubic"]) == set(m["model"]) == set(m["phase1"]) == judged
+    for row in ("bicubic", "phase1", "model"):  # each evaluator block's share of the distance
+        by_block = m[row]["perceptual_by_block"]
+        assert list(by_block) == m["perceptual_layers"]
+        assert sum(by_block.values()) == pytest.approx(m[row]["perceptual_distance"], rel=1e-5)
     assert m["scale"] == 4 and m["low_res"] == [7, 7] and m["variant"] == "srgan"
     assert m["psnr"] == m["model"]["psnr"] and m["psnr_y"] == m["model"]["psnr_y"]
     assert m["psnr_gain"] == pytest.approx(m["psnr"] - m["bicubic"]["psnr"])
@@ -423,6 +428,7 @@ def test_rgb_evaluation_with_and_without_labels(rgb_data, rgb_network, tmp_path,
     assert ("hr_accuracy" in m) == ("accuracy" in m) == labelled
     assert m["low_res"] == [8, 8] and m["border"] == 4 and len(m["perceptual_layers"]) == 3
     assert m["bicubic"]["perceptual_distance"] > 0 and 0 < m["ssim_y"] <= 1
+    assert list(m["model"]["perceptual_by_block"]) == ["block1", "block2", "block3"]
     assert set(m["target"]) == {"srresnet", "psnr_y_gain_over_bicubic", "psnr_y_gain_min",
                                 "perceptual_gain_over_srresnet", "met"}  # fmt: skip
     assert set(recipe.monitor()) == ({"psnr", "accuracy"} if labelled else {"psnr"})

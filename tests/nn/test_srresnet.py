@@ -50,10 +50,11 @@ def test_subpixel_conv_refuses_what_it_cannot_rewrite():
             subpixel_conv(conv, 2)
 
 
+@pytest.mark.parametrize("shared_slopes", [False, True])
 @pytest.mark.parametrize("scale", [2, 4])
-def test_deployed_srresnet_is_the_trained_function(scale):
+def test_deployed_srresnet_is_the_trained_function(scale, shared_slopes):
     torch.manual_seed(scale)
-    generator = SRResNet(scale, channels=8, blocks=2).eval()
+    generator = SRResNet(scale, channels=8, blocks=2, shared_slopes=shared_slopes).eval()
     with torch.no_grad():  # distinct slopes per channel: a wrong channel order would show
         for module in generator.modules():
             if isinstance(module, torch.nn.PReLU):
@@ -73,3 +74,12 @@ def test_bicubic_as_a_convolution_is_pytorchs_bicubic(scale):
         torch.testing.assert_close(
             BicubicAsConv(3, scale)(x), bicubic(x, scale), atol=2e-6, rtol=1e-5
         )
+
+
+def test_shared_slopes_are_one_per_layer():
+    generator = SRResNet(4, channels=8, blocks=2, shared_slopes=True)
+    prelus = [m for m in generator.modules() if isinstance(m, torch.nn.PReLU)]
+    assert len(prelus) == 1 + 2 + 2  # head, one per block, one per factor of 2
+    assert all(p.num_parameters == 1 for p in prelus)
+    assert all(p.num_parameters == 8 for p in SRResNet(4, 8, 2).modules()
+               if isinstance(p, torch.nn.PReLU))  # fmt: skip

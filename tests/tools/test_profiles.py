@@ -68,3 +68,18 @@ def test_the_committed_photo_page_is_rendered_from_the_committed_profile_run():
         "run python tools/profile_docs.py photos"
     )
     assert "PSNR_y" in page and "Set14" in page  # the profile's table beside the paper's
+
+
+def test_the_photo_page_breaks_the_perceptual_distance_down_by_block():
+    import profile_docs
+
+    def entry(*shares):
+        return {"perceptual_by_block": dict(zip(["block1", "block2"], shares, strict=True))}
+
+    srresnet = {"bicubic": entry(0.25, 0.5), "model": entry(0.125, 0.375)}
+    lines = profile_docs.block_table(srresnet, {"model": entry(0.2, 0.3)})
+    assert "| method | block1 | block2 |" in lines[-1]
+    assert "| SRGAN (srgan) | 0.2 | 0.3 |" in lines[-1]
+    assert "| bicubic | 0.25 | 0.5 |" in lines[-1]
+    # metrics from before the breakdown was recorded: no table rather than a broken one
+    assert profile_docs.block_table({"bicubic": {}, "model": {}}, {"model": {}}) == []

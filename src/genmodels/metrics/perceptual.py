@@ -32,20 +32,33 @@ def unit_normalise(activations: Tensor) -> Tensor:
 
 
 @torch.no_grad()
-def activation_distance(fx: list[Tensor], fy: list[Tensor]) -> Tensor:
-    """Per pair [N], from the two images' activations (one map [N, C_l, H_l, W_l] per layer):
-    the sum over layers of the spatial mean of the squared distance between unit-normalised
-    channel vectors (LPIPS, Zhang et al. 2018, eq. 1 with every weight 1). Each layer adds at
-    most 4, so the value lies in [0, 4 x layers]."""
+def layer_distances(fx: list[Tensor], fy: list[Tensor]) -> list[Tensor]:
+    """Per layer, per pair [N], from the two images' activations (one map [N, C_l, H_l, W_l]
+    per layer): the spatial mean of the squared distance between unit-normalised channel
+    vectors, at most 4."""
     if len(fx) != len(fy) or not fx:
         raise ValueError(f"expected the same layers of both images, got {len(fx)} and {len(fy)}")
-    total = torch.zeros(len(fx[0]), dtype=torch.float64, device=fx[0].device)
+    distances = []
     for ax, ay in zip(fx, fy, strict=True):
         if ax.shape != ay.shape:
             raise ValueError(f"activation shapes differ: {tuple(ax.shape)}, {tuple(ay.shape)}")
         diff = (unit_normalise(ax) - unit_normalise(ay)).pow(2).sum(dim=1)
-        total += diff.flatten(1).mean(dim=1).double()
-    return total.to(fx[0].dtype)
+        distances.append(diff.flatten(1).mean(dim=1))
+    return distances
+
+
+def summed(distances: list[Tensor]) -> Tensor:
+    """The sum over layers of layer_distances (LPIPS, Zhang et al. 2018, eq. 1 with every
+    weight 1), in float64: at most 4 x layers."""
+    total = torch.zeros(len(distances[0]), dtype=torch.float64, device=distances[0].device)
+    for distance in distances:
+        total += distance.double()
+    return total.to(distances[0].dtype)
+
+
+def activation_distance(fx: list[Tensor], fy: list[Tensor]) -> Tensor:
+    """Per pair [N]: the perceptual distance of two images' activations, summed over layers."""
+    return summed(layer_distances(fx, fy))
 
 
 def perceptual_distance(x: Tensor, y: Tensor, layers: Layers) -> Tensor:

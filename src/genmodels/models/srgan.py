@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import copy
 import math
+from collections import defaultdict
 
 import torch
 import torch.nn.functional as F
@@ -38,7 +39,7 @@ from genmodels.errors import UserError
 from genmodels.figures import save_rows
 from genmodels.metrics.fid import fid
 from genmodels.metrics.image import psnr, psnr_y, reconstruction_quality, ssim_y
-from genmodels.metrics.perceptual import activation_distance
+from genmodels.metrics.perceptual import layer_distances, summed
 from genmodels.nn.adversarial import (
     discriminator_loss,
     discriminator_probability,
@@ -62,6 +63,8 @@ from genmodels.training.runtime import adam
 
 # The photo profile's target (issue 21): the SRResNet's PSNR_y at least this many dB over bicubic
 TARGET_PSNR_Y_GAIN = 1.0
+# the metric key of one evaluator block's share of the perceptual distance, before the block number
+BLOCK_KEY = "perceptual_block"
 # Evaluation holds one chunk of the test set at a time, about this many float values per copy of
 # its high-resolution images (256 MB; five copies live: HR, LR, bicubic, model, phase 1); a test
 # set that fits (Fashion-MNIST's 10,000 at 28x28) is one chunk and keeps its exact numbers
@@ -139,7 +142,9 @@ class SRGANRecipe(Recipe):
         dist = torch.distributed
         rank = dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
         self.crop_seed = torch.initial_seed() % 2**62 + 1009 * rank
-        self.generator = SRResNet(params.scale, params.channels, params.blocks, c).to(device)
+        self.generator = SRResNet(
+            params.scale, params.channels, params.blocks, c, shared_slopes=params.prelu == "shared"
+        ).to(device)
         betas = tuple(params.betas)
         decay = params.weight_decay
         self.opt_pre = adam(
@@ -361,6 +366,11 @@ class SRGANRecipe(Recipe):
                     k: sum(w[k] for w in whole[name]) / len(whole[name]) for k in whole[name][0]
                 }
             found["fid"] = fid(torch.cat(features[name]), high_features)
+            # each block's share of the perceptual distance: which features a model is close in
+            by_block = {k.removeprefix("perceptual_"): found.pop(k)
+                        for k in list(found) if k.startswith(BLOCK_KEY)}  # fmt: skip
+            if by_block:
+                found["perceptual_by_block"] = by_block
             # the earlier metrics first, in their order, then the SR literature's
             order = ("psnr", "ssim", "mse", "fid", "accuracy")
             return {k: found[k] for k in order if k in found} | {
@@ -442,7 +452,7 @@ class SRGANRecipe(Recipe):
                                              batch_size=recon_batch)  # fmt: skip
             found[name] = {k: quality[k] for k in ("psnr", "ssim", "mse")}
             found[name] |= space.class_accuracy("accuracy", images, labels)
-            per_image[name] = {"psnr_y": [], "ssim_y": [], "perceptual_distance": []}
+            per_image[name] = defaultdict(list)
         for i in range(0, len(high), batch):
             hb = high[i : i + batch]
             # the originals' activations once for every method
@@ -452,8 +462,10 @@ class SRGANRecipe(Recipe):
                 into["psnr_y"].append(psnr_y(ib, hb, s))
                 into["ssim_y"].append(ssim_y(ib, hb, s, ctx.ssim_window, ctx.ssim_sigma))
                 if wanted is not None:
-                    far = activation_distance(blocks(ib.to(ctx.device)), wanted)
-                    into["perceptual_distance"].append(far.cpu())
+                    per_block = layer_distances(blocks(ib.to(ctx.device)), wanted)
+                    into["perceptual_distance"].append(summed(per_block).cpu())
+                    for k, far in enumerate(per_block):
+                        into[f"{BLOCK_KEY}{k + 1}"].append(far.cpu())
         for name, lists in per_image.items():
             found[name] |= {k: torch.cat(v).double().mean().item() for k, v in lists.items() if v}
         return found

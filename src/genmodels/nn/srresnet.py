@@ -20,11 +20,11 @@ class PReLUResidualBlock(nn.Module):
     """conv 3x3 - PReLU - conv 3x3, added to the input (no BatchNorm, as EDSR: Lim et al.
     2017 show it costs SR quality, and it would tie the output to batch statistics)."""
 
-    def __init__(self, channels: int):
+    def __init__(self, channels: int, slopes: int):
         super().__init__()
         self.body = nn.Sequential(
             nn.Conv2d(channels, channels, 3, padding=1),
-            nn.PReLU(channels),
+            nn.PReLU(slopes),
             nn.Conv2d(channels, channels, 3, padding=1),
         )
 
@@ -47,19 +47,24 @@ class SRResNet(nn.Module):
     (as EDSR, Lim et al. 2017): the paper's tanh saturated into an all-black image on data with
     black backgrounds, where its gradient vanishes. The output is unclamped in training, so the
     pixel loss always has a gradient; `upscale` clamps it to [0, 1] for use.
+
+    `shared_slopes`: one PReLU slope per layer instead of one per channel (He et al. 2015's
+    channel-shared variant), which onnxruntime fuses into the convolution before it.
     """
 
-    def __init__(self, scale: int, channels: int, blocks: int, image_channels: int = 1):
+    def __init__(self, scale: int, channels: int, blocks: int, image_channels: int = 1,
+                 shared_slopes: bool = False):  # fmt: skip
         super().__init__()
         if scale not in (2, 4):
             raise ValueError(f"scale {scale}: 2 or 4")
         self.scale = scale
+        slopes = 1 if shared_slopes else channels
         self.head = nn.Sequential(
             nn.Conv2d(image_channels, channels, HEAD_KERNEL, padding=HEAD_KERNEL // 2),
-            nn.PReLU(channels),
+            nn.PReLU(slopes),
         )
         self.body = nn.Sequential(
-            *[PReLUResidualBlock(channels) for _ in range(blocks)],
+            *[PReLUResidualBlock(channels, slopes) for _ in range(blocks)],
             nn.Conv2d(channels, channels, 3, padding=1),
         )
         upsampling: list[nn.Module] = []
@@ -67,7 +72,7 @@ class SRResNet(nn.Module):
             upsampling += [
                 nn.Conv2d(channels, 4 * channels, 3, padding=1),
                 nn.PixelShuffle(2),
-                nn.PReLU(channels),
+                nn.PReLU(slopes),
             ]
         self.tail = nn.Sequential(
             *upsampling,
@@ -144,31 +149,43 @@ def subpixel_conv(conv: nn.Conv2d, r: int) -> nn.Conv2d:
     return coarse
 
 
+def prelu_before_shuffle(prelu: nn.PReLU, r: int) -> nn.PReLU:
+    """The PReLU that, run before PixelShuffle(r), gives what `prelu` gives after it: each
+    channel's slope repeated for its r*r sub-pixels (a shared slope stays as it is)."""
+    if prelu.num_parameters == 1:
+        return prelu
+    moved = nn.PReLU(prelu.num_parameters * r * r)
+    with torch.no_grad():
+        moved.weight.copy_(prelu.weight.repeat_interleave(r * r))
+    return moved
+
+
 class DeployedSRResNet(nn.Module):
-    """An SRResNet's exported form: the same function with its last PixelShuffle moved to the
-    end. PReLU commutes with it (the slopes repeated per sub-pixel) and the full-resolution conv
-    becomes a sub-pixel conv, so no conv runs at full resolution; onnxruntime's blocked
-    convolutions would otherwise pad that conv's one output channel to a whole block. The
-    bicubic base is computed as a convolution (BicubicAsConv)."""
+    """An SRResNet's exported form, the same function rearranged for onnxruntime:
+    - every PReLU of the up-sampling runs before its PixelShuffle (they commute), right after
+      the convolution, which onnxruntime fuses it into where the slope is shared;
+    - the last PixelShuffle moves to the end and the full-resolution conv becomes a sub-pixel
+      conv, so no conv runs at full resolution (onnxruntime's blocked convolutions would pad
+      that conv's few output channels to a whole block);
+    - the bicubic base is computed as a convolution (BicubicAsConv)."""
 
     def __init__(self, generator: SRResNet):
         super().__init__()
-        *upsampling, shuffle, prelu, conv = generator.tail
-        r = shuffle.upscale_factor
+        *stages, conv = generator.tail  # (conv, PixelShuffle, PReLU) per factor of 2, conv
+        layers: list[nn.Module] = []
+        for up, shuffle, prelu in zip(stages[0::3], stages[1::3], stages[2::3], strict=True):
+            layers += [up, prelu_before_shuffle(prelu, shuffle.upscale_factor), shuffle]
+        last_shuffle = layers.pop()
         self.head, self.body = generator.head, generator.body
-        self.upsampling = nn.Sequential(*upsampling)
-        self.prelu = nn.PReLU(prelu.num_parameters * r * r)
-        with torch.no_grad():
-            self.prelu.weight.copy_(prelu.weight.repeat_interleave(r * r))
-        self.conv = subpixel_conv(conv, r)
-        self.shuffle = nn.PixelShuffle(r)
+        self.upsampling = nn.Sequential(*layers)
+        self.conv = subpixel_conv(conv, last_shuffle.upscale_factor)
+        self.shuffle = last_shuffle
         self.scale = generator.scale
         self.bicubic = BicubicAsConv(generator.head[0].in_channels, generator.scale)
 
     def forward(self, low_res: Tensor) -> Tensor:
         head = self.head(low_res * 2.0 - 1.0)
-        coarse = self.prelu(self.upsampling(head + self.body(head)))
-        residual = self.shuffle(self.conv(coarse))
+        residual = self.shuffle(self.conv(self.upsampling(head + self.body(head))))
         return (self.bicubic(low_res) + residual).clamp(0.0, 1.0)
 
 
