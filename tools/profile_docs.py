@@ -35,14 +35,17 @@ def ceiling_line(ceiling: dict | None) -> str:
     )
 
 
+def sr_methods(srresnet: dict, srgan: dict) -> list[tuple[str, dict]]:
+    """(row name, its metrics) of each method the super-resolution tables compare."""
+    return [("bicubic", srresnet["bicubic"]), ("SRResNet (srresnet)", srresnet["model"]),
+            ("SRGAN (srgan)", srgan["model"])]  # fmt: skip
+
+
 def sr_section(srresnet: dict | None, srgan: dict | None, ceiling: dict | None = None) -> str:
     if srresnet is None or srgan is None:
         return "No super-resolution metrics yet: run `make repro-photos`."
-    rows = []
-    for name, entry in (("bicubic", srresnet["bicubic"]), ("SRResNet (srresnet)",
-                        srresnet["model"]), ("SRGAN (srgan)", srgan["model"])):  # fmt: skip
-        rows.append([name, entry["psnr_y"], entry["ssim_y"], entry["perceptual_distance"],
-                     entry["fid"]])  # fmt: skip
+    rows = [[name, entry["psnr_y"], entry["ssim_y"], entry["perceptual_distance"], entry["fid"]]
+            for name, entry in sr_methods(srresnet, srgan)]  # fmt: skip
     low, high = srresnet["low_res"], [srresnet["scale"] * v for v in srresnet["low_res"]]
     gain = srresnet["target"]["psnr_y_gain_over_bicubic"]
     better = srgan["target"].get("perceptual_gain_over_srresnet")
@@ -79,8 +82,7 @@ def sr_section(srresnet: dict | None, srgan: dict | None, ceiling: dict | None =
 def block_table(srresnet: dict, srgan: dict) -> list[str]:
     """Each evaluator block's share of the perceptual distance, per method (the SRGAN's
     content loss reads one of them): which features each method is close in."""
-    entries = (("bicubic", srresnet["bicubic"]), ("SRResNet (srresnet)", srresnet["model"]),
-               ("SRGAN (srgan)", srgan["model"]))  # fmt: skip
+    entries = sr_methods(srresnet, srgan)
     if not all("perceptual_by_block" in entry for _, entry in entries):
         return []
     blocks = list(srresnet["model"]["perceptual_by_block"])
